@@ -1,0 +1,50 @@
+#include "base/ids.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace flux {
+namespace {
+
+class FixedClock final : public Clock {
+ public:
+  double nowMillis() override { return 1700000000123.0; }
+  std::chrono::steady_clock::time_point steadyNow() override { return {}; }
+};
+
+class CountingRandom final : public Random {
+ public:
+  uint64_t next64() override { return ++n_ * 0x9e3779b97f4a7c15ULL; }
+
+ private:
+  uint64_t n_ = 0;
+};
+
+TEST(RequestId, IsUuidV7WithTimestamp) {
+  FixedClock clock;
+  CountingRandom random;
+  RequestId id = RequestId::generate(clock, random);
+  std::string s = id.toString();
+  ASSERT_EQ(s.size(), 36u);
+  EXPECT_EQ(s[14], '7');  // version nibble
+  EXPECT_TRUE(s[19] == '8' || s[19] == '9' || s[19] == 'a' || s[19] == 'b');
+  EXPECT_EQ(id.unixMillis(), 1700000000123ULL);
+  EXPECT_EQ(id.shortForm(), s.substr(0, 8));
+}
+
+TEST(RequestId, DistinctAndTimeOrdered) {
+  SystemClock clock;
+  SystemRandom random;
+  std::set<std::string> seen;
+  std::string previous;
+  for (int i = 0; i < 1000; ++i) {
+    std::string s = RequestId::generate(clock, random).toString();
+    EXPECT_TRUE(seen.insert(s).second);
+    EXPECT_GE(s.substr(0, 12), previous.substr(0, std::min<size_t>(12, previous.size())));
+    previous = s;
+  }
+}
+
+}  // namespace
+}  // namespace flux
