@@ -27,7 +27,7 @@ std::string RequestId::toString() const {
   return out;
 }
 
-std::string RequestId::shortForm() const { return toString().substr(0, 8); }
+std::string RequestId::shortForm() const { return toString().substr(28); }
 
 uint64_t RequestId::unixMillis() const {
   uint64_t ms = 0;

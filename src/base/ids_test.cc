@@ -30,17 +30,19 @@ TEST(RequestId, IsUuidV7WithTimestamp) {
   EXPECT_EQ(s[14], '7');  // version nibble
   EXPECT_TRUE(s[19] == '8' || s[19] == '9' || s[19] == 'a' || s[19] == 'b');
   EXPECT_EQ(id.unixMillis(), 1700000000123ULL);
-  EXPECT_EQ(id.shortForm(), s.substr(0, 8));
+  EXPECT_EQ(id.shortForm(), s.substr(28));
 }
 
 TEST(RequestId, DistinctAndTimeOrdered) {
   SystemClock clock;
   SystemRandom random;
   std::set<std::string> seen;
+  std::set<std::string> short_forms;
   std::string previous;
   for (int i = 0; i < 1000; ++i) {
     std::string s = RequestId::generate(clock, random).toString();
     EXPECT_TRUE(seen.insert(s).second);
+    EXPECT_TRUE(short_forms.insert(s.substr(28)).second) << "short handles must not collide";
     EXPECT_GE(s.substr(0, 12), previous.substr(0, std::min<size_t>(12, previous.size())));
     previous = s;
   }

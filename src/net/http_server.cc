@@ -1,5 +1,8 @@
 #include "net/http_server.h"
 
+#include "base/json.h"
+
+#include <optional>
 #include <utility>  // must precede asio's awaitable headers under g++ 12
 
 #include <boost/asio/ip/tcp.hpp>
@@ -69,13 +72,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void writeError(int status, std::string message) {
     keep_alive_ = false;
-    std::string body = "{\"error\":\"";
-    for (char c : message) {
-      if (c == '"' || c == '\\') body.push_back('\\');
-      body.push_back(c);
-    }
-    body += "\"}";
-    writeResponse(HttpResponse::json(status, std::move(body)));
+    writeResponse(HttpResponse::json(status, jsonError(message)));
   }
 
   void writeResponse(HttpResponse response) {

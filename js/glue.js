@@ -1,0 +1,145 @@
+// The runtime's JS glue: installs the Web APIs a handler sees on globalThis and returns the
+// entry points the host calls (dispatch, fireTimer). Bundled by esbuild into the flux binary
+// and run once in every function context. `host` holds the native functions (host_api.cc).
+import { installConsole } from "./console.js";
+import { installEncoding } from "./encoding.js";
+import { Headers, Request, Response, HttpError } from "./http.js";
+import { installTimers } from "./timers.js";
+
+const kDefinition = Symbol("flux.definition");
+
+export function install(host, env) {
+  const g = globalThis;
+  const define = (name, value) =>
+    Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: false });
+
+  define("self", g);
+  installEncoding(define, host);
+  // whatwg-url needs TextEncoder while it loads: required (bundled) after installEncoding.
+  const { URL, URLSearchParams } = require("whatwg-url");
+  define("URL", URL);
+  define("URLSearchParams", URLSearchParams);
+  define("Headers", Headers);
+  define("Request", Request);
+  define("Response", Response);
+  const console = installConsole(define, host);
+  const timers = installTimers(define, host, console);
+  define("structuredClone", (value) => host.structuredClone(value));
+
+  // Time and randomness go through the host: injectable, and journaled for replay.
+  const RealDate = Date;
+  function FluxDate(...args) {
+    if (!new.target) return new RealDate(host.now()).toString();
+    return args.length === 0 ? new RealDate(host.now()) : new RealDate(...args);
+  }
+  FluxDate.prototype = RealDate.prototype;
+  Object.defineProperty(RealDate.prototype, "constructor", { value: FluxDate });
+  FluxDate.now = () => Math.floor(host.now());
+  FluxDate.parse = RealDate.parse;
+  FluxDate.UTC = RealDate.UTC;
+  define("Date", FluxDate);
+  Math.random = () => host.random();
+
+  const crypto = {
+    getRandomValues(view) {
+      if (!ArrayBuffer.isView(view) || view instanceof Float32Array || view instanceof Float64Array) {
+        throw new TypeError("crypto.getRandomValues: expected an integer typed array");
+      }
+      if (view.byteLength > 65536) {
+        throw new RangeError("crypto.getRandomValues: at most 65536 bytes at a time");
+      }
+      host.randomFill(view);
+      return view;
+    },
+    randomUUID() {
+      const bytes = crypto.getRandomValues(new Uint8Array(16));
+      bytes[6] = (bytes[6] & 0x0f) | 0x40;
+      bytes[8] = (bytes[8] & 0x3f) | 0x80;
+      const hex = Array.from(bytes, (x) => x.toString(16).padStart(2, "0")).join("");
+      return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+    },
+  };
+  define("crypto", crypto);
+
+  const frozenEnv = Object.freeze({ ...env });
+
+  function defineFunction(definition) {
+    if (!definition || typeof definition.handler !== "function") {
+      throw new TypeError("defineFunction({ name, handler }) needs a handler function");
+    }
+    return { [kDefinition]: true, name: definition.name, handler: definition.handler };
+  }
+
+  function makeCtx(requestId, params) {
+    return {
+      requestId,
+      params,
+      env: frozenEnv,
+      log: (...args) => console.log(...args),
+    };
+  }
+
+  async function definitionInput(req) {
+    if (req.method === "GET" || req.method === "HEAD" || req.method === "DELETE") {
+      const input = {};
+      for (const [k, v] of new URL(req.url).searchParams) {
+        input[k] = k in input ? [].concat(input[k], v) : v;
+      }
+      return input;
+    }
+    const text = await req.text();
+    if (text === "") return {};
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new HttpError(400, "request body is not valid JSON");
+    }
+  }
+
+  function respond(slot, value) {
+    if (value instanceof Response) {
+      host.complete(slot, value.status, value.headers._flat(), value._bodyForHost());
+    } else if (typeof value === "string") {
+      host.complete(slot, 200, ["content-type", "text/plain;charset=UTF-8"], value);
+    } else if (value === undefined || value === null) {
+      host.complete(slot, 204, [], null);
+    } else {
+      host.complete(slot, 200, ["content-type", "application/json"], JSON.stringify(value));
+    }
+  }
+
+  function fail(slot, error) {
+    host.fail(slot, error, error instanceof HttpError ? error.status : 500);
+  }
+
+  function dispatch(slot, handler, method, url, headers, body, requestId, params) {
+    let result;
+    try {
+      const req = Request._fromHost(method, url, headers, body);
+      const ctx = makeCtx(requestId, params);
+      if (typeof handler === "function") {
+        result = handler(req, ctx);
+      } else if (handler && handler[kDefinition]) {
+        result = definitionInput(req).then((input) => handler.handler({ input, ctx, req }));
+      } else {
+        throw new TypeError(
+          "the default export must be a handler function or defineFunction({ handler })");
+      }
+    } catch (error) {
+      fail(slot, error);
+      return;
+    }
+    if (result !== null && typeof result === "object" && typeof result.then === "function") {
+      result.then((value) => respond(slot, value), (error) => fail(slot, error))
+        .catch((error) => fail(slot, error));
+    } else {
+      try {
+        respond(slot, result);
+      } catch (error) {
+        fail(slot, error);
+      }
+    }
+  }
+
+  return { dispatch, fireTimer: timers.fire, defineFunction };
+}

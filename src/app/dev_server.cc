@@ -1,0 +1,176 @@
+#include "app/dev_server.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <cstdlib>
+
+#include "app/bundler.h"
+#include "app/migrations.h"
+#include "gateway/gateway.h"
+
+namespace flux::app {
+
+Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink& log) {
+  std::unique_ptr<DevServer> dev(new DevServer(std::move(options), log));
+  std::error_code ec;
+  auto root = std::filesystem::absolute(dev->options_.project_dir, ec).lexically_normal();
+  auto project = loadProject(root);
+  if (!project) return std::unexpected(project.error());
+  dev->project_ = std::move(*project);
+
+  // The database: DATABASE_URL, or a private cluster under .flux/.
+  std::string conninfo;
+  if (const char* url = std::getenv("DATABASE_URL"); url != nullptr && *url != '\0') {
+    conninfo = url;
+    dev->database_description_ = "PostgreSQL from DATABASE_URL";
+  } else {
+    auto pg = EmbeddedPostgres::start(dev->project_.root / ".flux");
+    if (!pg) return std::unexpected(pg.error());
+    dev->postgres_ = std::move(*pg);
+    conninfo = dev->postgres_->connectionString();
+    dev->database_description_ = "embedded PostgreSQL in .flux/pg";
+  }
+  auto applied = applyMigrations(conninfo, dev->project_.root / "migrations");
+  if (!applied) return std::unexpected(applied.error());
+  for (const std::string& name : *applied) log.write("migration applied: " + name);
+
+  for (const FunctionSpec& spec : dev->project_.functions) {
+    auto bundle = bundleFunction(dev->project_, spec, dev->next_version_++);
+    if (!bundle) {
+      log.write(fmt::format("[{}] build failed, not served until fixed:\n{}", spec.folder,
+                            bundle.error().message));
+      continue;
+    }
+    dev->bundles_[spec.folder] = std::move(*bundle);
+  }
+
+  dev->platform_ = std::make_unique<runtime::V8Platform>();
+  runtime::RuntimeOptions runtime_options;
+  runtime_options.heap_limit_bytes = dev->options_.heap_limit_mb * 1024 * 1024;
+  runtime_options.env = dev->project_.env;
+  net::ServerOptions server_options;
+  server_options.host = dev->options_.host;
+  server_options.port = dev->options_.port;
+  server_options.workers = dev->options_.workers;
+  server_options.idle_timeout = dev->options_.idle_timeout;
+  server_options.body_limit = dev->options_.body_limit;
+  DevServer* self = dev.get();
+  auto server = net::HttpServer::start(
+      server_options, [self, runtime_options](net::WorkerLoop& loop) {
+        return std::make_unique<gateway::Gateway>(
+            std::make_unique<SystemRandom>(), self->clock_, self->log_,
+            [self, &loop, runtime_options](Random& random) {
+              return std::make_unique<runtime::IsolateWorker>(loop.context(), runtime_options,
+                                                              self->log_, self->clock_, random);
+            });
+      });
+  if (!server) return std::unexpected(server.error());
+  dev->server_ = std::move(*server);
+  {
+    std::lock_guard lock(dev->mutex_);
+    if (auto published = dev->publish(); !published) return std::unexpected(published.error());
+  }
+
+  auto watcher = FileWatcher::start(dev->project_.root / "functions",
+                                    [self](std::set<std::string> folders) { self->reload(folders); });
+  if (!watcher) {
+    log.write("hot reload is off: " + watcher.error().message);
+  } else {
+    dev->watcher_ = std::move(*watcher);
+  }
+  return dev;
+}
+
+DevServer::~DevServer() {
+  watcher_.reset();
+  if (server_) server_->stop();
+  server_.reset();
+  if (postgres_) {
+    if (auto stopped = postgres_->stop(); !stopped) log_.write(stopped.error().message);
+  }
+}
+
+Result<void> DevServer::publish() {
+  std::vector<gateway::RouteSpec> routes;
+  for (const FunctionSpec& spec : project_.functions) {
+    auto it = bundles_.find(spec.folder);
+    if (it != bundles_.end()) routes.push_back({spec.method, spec.route, it->second});
+  }
+  auto table = gateway::RouteTable::build(std::move(routes));
+  if (!table) return std::unexpected(table.error());
+  auto shared = std::make_shared<const gateway::RouteTable>(std::move(*table));
+  for (net::WorkerLoop* worker : server_->workers()) {
+    worker->post([shared](net::RequestHandler& handler) {
+      // The composition root made every worker's handler a Gateway.
+      static_cast<gateway::Gateway&>(handler).setRoutes(shared);
+    });
+  }
+  return {};
+}
+
+void DevServer::reload(const std::set<std::string>& folders) {
+  std::lock_guard lock(mutex_);
+  for (const std::string& folder : folders) {
+    auto spec = loadFunction(project_.root, folder);
+    std::erase_if(project_.functions, [&](const FunctionSpec& f) { return f.folder == folder; });
+    if (!spec) {
+      bundles_.erase(folder);
+      log_.write(spec.error().code == ErrorCode::kNotFound
+                     ? fmt::format("[{}] removed", folder)
+                     : fmt::format("[{}] not reloaded: {}", folder, spec.error().message));
+      continue;
+    }
+    project_.functions.push_back(*spec);
+    auto bundle = bundleFunction(project_, *spec, next_version_++);
+    if (!bundle) {
+      log_.write(fmt::format("[{}] build failed, still serving the previous version:\n{}", folder,
+                             bundle.error().message));
+      continue;
+    }
+    bundles_[folder] = std::move(*bundle);
+    log_.write(fmt::format("[{}] reloaded", folder));
+  }
+  std::sort(project_.functions.begin(), project_.functions.end(),
+            [](const FunctionSpec& a, const FunctionSpec& b) { return a.folder < b.folder; });
+  if (auto published = publish(); !published) {
+    log_.write("reload not applied: " + published.error().message);
+  }
+}
+
+int runDev(const DevOptions& options) {
+  LogSink log(stdout);
+  auto dev = DevServer::start(options, log);
+  if (!dev) {
+    fprintf(stderr, "flux dev: %s\n", dev.error().toString().c_str());
+    return 1;
+  }
+  std::string base = fmt::format("http://{}:{}", options.host, (*dev)->port());
+  std::string banner = fmt::format("Flux dev server listening on {}\n  database: {}\n",
+                                   base, (*dev)->databaseDescription());
+  std::string example;
+  for (const FunctionSpec& f : (*dev)->project().functions) {
+    banner += fmt::format("  {:6} {:24} functions/{}\n", f.method, f.route, f.folder);
+    if (example.empty() && f.route.find(':') == std::string::npos) {
+      example = f.method == "GET" || f.method == "ANY"
+                    ? fmt::format("curl {}{}", base, f.route)
+                    : fmt::format("curl -X {} {}{} -H 'content-type: application/json' -d '{{}}'",
+                                  f.method, base, f.route);
+    }
+  }
+  if (!example.empty()) banner += "Try: " + example + "\n";
+  banner += "Ctrl-C stops the server.";
+  log.write(banner);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int received = 0;
+  sigwait(&signals, &received);
+  log.write(fmt::format("\nflux dev: {}, shutting down", received == SIGINT ? "interrupted" : "terminated"));
+  dev->reset();
+  return 0;
+}
+
+}  // namespace flux::app

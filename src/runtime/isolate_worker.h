@@ -1,0 +1,119 @@
+// IsolateWorker: one V8 isolate on one worker thread, with a warm context per installed
+// function version, reused across requests.
+//
+// Design:
+// - Created, used and destroyed on its worker thread; the isolate stays entered for its life.
+// - Each FunctionBundle version gets its own context (with its own microtask queue) holding
+//   the runtime's JS glue and the function's module. A reload installs a new version; requests
+//   already running finish on the old context, which is dropped when its last one is done.
+// - A request is a "slot": the JS glue calls back complete/fail with its number. Host events
+//   (timers) re-enter the context and run its microtasks.
+// - Limits: a watchdog thread terminates JS that runs longer than the function's timeout (CPU),
+//   a wall-clock timer answers 504 for a request that waits longer than that, and the heap
+//   limit answers 500. In all three cases the context is rebuilt and the isolate keeps serving.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/ids.h"
+#include "base/log.h"
+#include "net/http_message.h"
+#include "runtime/function_bundle.h"
+
+namespace v8 {
+class Isolate;
+}
+
+namespace flux::runtime {
+
+class V8Platform;
+class Watchdog;
+struct FunctionContext;
+
+struct RuntimeOptions {
+  size_t heap_limit_bytes = 256u * 1024 * 1024;  // per isolate (worker)
+  std::vector<std::pair<std::string, std::string>> env;  // ctx.env
+};
+
+struct Invocation {
+  net::HttpRequest request;
+  RequestId id;
+  std::vector<std::pair<std::string, std::string>> params;  // route parameters
+};
+
+struct InvocationResult {
+  net::HttpResponse response;
+  // Set when the function failed (threw, timed out, ran out of heap): what the server logs.
+  std::optional<Error> error;
+};
+
+using InvocationDone = std::move_only_function<void(InvocationResult)>;
+
+class IsolateWorker {
+ public:
+  IsolateWorker(boost::asio::io_context& loop, RuntimeOptions options, LogSink& log, Clock& clock,
+                Random& random);
+  ~IsolateWorker();
+  IsolateWorker(const IsolateWorker&) = delete;
+  IsolateWorker& operator=(const IsolateWorker&) = delete;
+
+  // Builds the bundle's context now, so the first request finds it warm. Later versions of
+  // the same function retire earlier ones.
+  void install(std::shared_ptr<const FunctionBundle> bundle);
+  // Drops a function that no longer exists (its in-flight requests still finish).
+  void uninstall(const std::string& name);
+
+  // Runs the function on this request. `done` is called exactly once, on this thread.
+  void invoke(const std::shared_ptr<const FunctionBundle>& bundle, Invocation invocation,
+              InvocationDone done);
+
+  // Called by the host bindings (host_api.cc); not for other users.
+  struct Host;
+  friend struct Host;
+
+ private:
+  struct PendingRequest;
+
+  FunctionContext& contextFor(const std::shared_ptr<const FunctionBundle>& bundle);
+  std::unique_ptr<FunctionContext> createContext(std::shared_ptr<const FunctionBundle> bundle);
+  // Enters the context, runs `body`, then its microtasks, under the CPU watchdog. Handles
+  // termination (timeout, heap) by failing the context's requests and rebuilding it.
+  void runInContext(FunctionContext& fc, const std::function<void()>& body);
+  void finish(uint32_t slot, InvocationResult result);
+  void failContext(FunctionContext& fc, int status, const Error& error);
+  void dropIfIdle(FunctionContext& fc);
+  void fireTimer(uint64_t context_serial, uint32_t timer_id);
+  Error userError(FunctionContext& fc, const std::string& stack, const std::string& message);
+
+  boost::asio::io_context& loop_;
+  RuntimeOptions options_;
+  LogSink& log_;
+  Clock& clock_;
+  Random& random_;
+  v8::Isolate* isolate_ = nullptr;
+  std::unique_ptr<Watchdog> watchdog_;
+  struct IsolateState;
+  std::unique_ptr<IsolateState> state_;  // V8 handles kept across calls
+
+  uint64_t next_context_serial_ = 1;
+  // Contexts by serial; `current_` maps a function name to its newest context's serial.
+  std::map<uint64_t, std::unique_ptr<FunctionContext>> contexts_;
+  std::unordered_map<std::string, uint64_t> current_;
+  uint32_t next_slot_ = 1;
+  std::unordered_map<uint32_t, std::unique_ptr<PendingRequest>> pending_;
+  bool heap_exceeded_ = false;
+  std::pair<v8::Isolate*, bool*> heap_callback_data_{nullptr, nullptr};  // for V8's callback
+};
+
+}  // namespace flux::runtime
