@@ -39,6 +39,7 @@ peers=bench/.peers
 results=bench/results
 mkdir -p "$results"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/flux-bench-hello.XXXXXX")
+chmod 755 "$tmp"  # flux run as root runs PostgreSQL as `postgres`, which must reach it
 
 log() { echo "hello.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
