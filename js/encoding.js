@@ -1,4 +1,6 @@
 // TextEncoder / TextDecoder (UTF-8, through the host) and atob / btoa.
+import { DOMException } from "./dom_exception.js";
+
 export function installEncoding(define, host) {
   class TextEncoder {
     get encoding() {
@@ -13,14 +15,15 @@ export function installEncoding(define, host) {
       // Do not cut a multi-byte sequence in half.
       while (written > 0 && written < bytes.length && (bytes[written] & 0xc0) === 0x80) written--;
       destination.set(bytes.subarray(0, written));
+      // UTF-16 code units of `source` that those bytes encode.
       let read = 0;
-      for (const ch of String(source)) {
-        const n = host.utf8Encode(ch).length;
-        if (written - n < 0) break;
-        written -= n;
-        read += ch.length;
+      for (let i = 0; i < written; ) {
+        const b = bytes[i];
+        const n = b < 0x80 ? 1 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4;
+        i += n;
+        read += n === 4 ? 2 : 1;
       }
-      return { read, written: Math.min(bytes.length, destination.length) - written };
+      return { read, written };
     }
   }
   class TextDecoder {
@@ -82,13 +85,6 @@ export function installEncoding(define, host) {
     }
     return out;
   }
-  class DOMException extends Error {
-    constructor(message = "", name = "Error") {
-      super(message);
-      this.name = name;
-    }
-  }
-  define("DOMException", DOMException);
   define("TextEncoder", TextEncoder);
   define("TextDecoder", TextDecoder);
   define("btoa", btoa);

@@ -2,6 +2,7 @@
 // entry points the host calls (dispatch, fireTimer). Bundled by esbuild into the flux binary
 // and run once in every function context. `host` holds the native functions (host_api.cc).
 import { installConsole } from "./console.js";
+import { DOMException } from "./dom_exception.js";
 import { installEncoding } from "./encoding.js";
 import { Headers, Request, Response, HttpError } from "./http.js";
 import { installTimers } from "./timers.js";
@@ -14,6 +15,7 @@ export function install(host, env) {
     Object.defineProperty(g, name, { value, writable: true, configurable: true, enumerable: false });
 
   define("self", g);
+  define("DOMException", DOMException);
   installEncoding(define, host);
   // whatwg-url needs TextEncoder while it loads: required (bundled) after installEncoding.
   const { URL, URLSearchParams } = require("whatwg-url");
@@ -24,7 +26,13 @@ export function install(host, env) {
   define("Response", Response);
   const console = installConsole(define, host);
   const timers = installTimers(define, host, console);
-  define("structuredClone", (value) => host.structuredClone(value));
+  define("structuredClone", (value) => {
+    try {
+      return host.structuredClone(value);
+    } catch (error) {
+      throw new DOMException(error.message, "DataCloneError");
+    }
+  });
 
   // Time and randomness go through the host: injectable, and journaled for replay.
   const RealDate = Date;
@@ -46,7 +54,8 @@ export function install(host, env) {
         throw new TypeError("crypto.getRandomValues: expected an integer typed array");
       }
       if (view.byteLength > 65536) {
-        throw new RangeError("crypto.getRandomValues: at most 65536 bytes at a time");
+        throw new DOMException("crypto.getRandomValues: at most 65536 bytes at a time",
+          "QuotaExceededError");
       }
       host.randomFill(view);
       return view;

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <latch>
 
 #include "app/bundler.h"
 #include "app/migrations.h"
@@ -73,7 +74,7 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
   }
 
   auto watcher = FileWatcher::start(dev->project_.root / "functions",
-                                    [self](std::set<std::string> folders) { self->reload(folders); });
+                                    [self](std::set<std::string>) { self->reload(); });
   if (!watcher) {
     log.write("hot reload is off: " + watcher.error().message);
   } else {
@@ -100,42 +101,72 @@ Result<void> DevServer::publish() {
   auto table = gateway::RouteTable::build(std::move(routes));
   if (!table) return std::unexpected(table.error());
   auto shared = std::make_shared<const gateway::RouteTable>(std::move(*table));
-  for (net::WorkerLoop* worker : server_->workers()) {
-    worker->post([shared](net::RequestHandler& handler) {
+  std::vector<net::WorkerLoop*> workers = server_->workers();
+  // Waits until every worker has installed the table, so that what is logged next is true.
+  auto installed = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(workers.size()));
+  for (net::WorkerLoop* worker : workers) {
+    worker->post([shared, installed](net::RequestHandler& handler) {
       // The composition root made every worker's handler a Gateway.
       static_cast<gateway::Gateway&>(handler).setRoutes(shared);
+      installed->count_down();
     });
   }
+  installed->wait();
   return {};
 }
 
-void DevServer::reload(const std::set<std::string>& folders) {
+void DevServer::reload() {
   std::lock_guard lock(mutex_);
-  for (const std::string& folder : folders) {
-    auto spec = loadFunction(project_.root, folder);
-    std::erase_if(project_.functions, [&](const FunctionSpec& f) { return f.folder == folder; });
-    if (!spec) {
-      bundles_.erase(folder);
-      log_.write(spec.error().code == ErrorCode::kNotFound
-                     ? fmt::format("[{}] removed", folder)
-                     : fmt::format("[{}] not reloaded: {}", folder, spec.error().message));
-      continue;
-    }
-    project_.functions.push_back(*spec);
-    auto bundle = bundleFunction(project_, *spec, next_version_++);
-    if (!bundle) {
-      log_.write(fmt::format("[{}] build failed, still serving the previous version:\n{}", folder,
-                             bundle.error().message));
-      continue;
-    }
-    bundles_[folder] = std::move(*bundle);
-    log_.write(fmt::format("[{}] reloaded", folder));
+  // A change anywhere may change any function (a shared module imported by several), so every
+  // function is rebuilt; only the ones whose bundle or settings changed are swapped in, the
+  // others keep their warm contexts.
+  auto project = loadProject(project_.root);
+  if (!project) {
+    log_.write("not reloaded: " + project.error().message);
+    return;
   }
-  std::sort(project_.functions.begin(), project_.functions.end(),
-            [](const FunctionSpec& a, const FunctionSpec& b) { return a.folder < b.folder; });
+  std::map<std::string, std::shared_ptr<const runtime::FunctionBundle>> next;
+  std::vector<std::string> reloaded;
+  for (const FunctionSpec& spec : project->functions) {
+    auto old = bundles_.find(spec.folder);
+    auto bundle = bundleFunction(*project, spec, next_version_++);
+    if (!bundle) {
+      log_.write(fmt::format("[{}] build failed{}:\n{}", spec.folder,
+                             old != bundles_.end() ? ", still serving the previous version" : "",
+                             bundle.error().message));
+      if (old != bundles_.end()) next[spec.folder] = old->second;
+      continue;
+    }
+    if (old != bundles_.end() && old->second->code == (*bundle)->code &&
+        old->second->timeout == (*bundle)->timeout) {
+      next[spec.folder] = old->second;
+      continue;
+    }
+    next[spec.folder] = std::move(*bundle);
+    reloaded.push_back(spec.folder);
+  }
+  std::vector<std::string> removed;
+  for (const auto& [folder, bundle] : bundles_) {
+    if (!next.contains(folder)) removed.push_back(folder);
+  }
+  bool routes_changed = project->functions.size() != project_.functions.size();
+  for (size_t i = 0; !routes_changed && i < project->functions.size(); ++i) {
+    const FunctionSpec& a = project->functions[i];
+    const FunctionSpec& b = project_.functions[i];
+    routes_changed = a.folder != b.folder || a.route != b.route || a.method != b.method;
+  }
+  if (reloaded.empty() && removed.empty() && !routes_changed) return;
+  Project previous = std::exchange(project_, std::move(*project));
+  auto previous_bundles = std::exchange(bundles_, std::move(next));
   if (auto published = publish(); !published) {
     log_.write("reload not applied: " + published.error().message);
+    project_ = std::move(previous);
+    bundles_ = std::move(previous_bundles);
+    return;
   }
+  // Printed once every worker serves the new version.
+  for (const std::string& folder : reloaded) log_.write(fmt::format("[{}] reloaded", folder));
+  for (const std::string& folder : removed) log_.write(fmt::format("[{}] removed", folder));
 }
 
 int runDev(const DevOptions& options) {

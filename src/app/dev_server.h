@@ -44,8 +44,8 @@ class DevServer {
 
  private:
   DevServer(DevOptions options, LogSink& log) : options_(std::move(options)), log_(log) {}
-  // Rebuilds the given function folders and swaps the new route table into every worker.
-  void reload(const std::set<std::string>& folders);
+  // Rebuilds the project's functions and swaps the changed ones into every worker.
+  void reload();
   Result<void> publish();
 
   DevOptions options_;

@@ -158,8 +158,8 @@ void FileWatcher::run() {
             watches.erase(watch);
             continue;
           }
-          // Files beside the function folders (a shared helpers.ts) are not functions.
-          if (watch->second.empty() && (event->mask & IN_ISDIR) == 0) continue;
+          // Files beside the function folders (a shared helpers.ts) count too: functions may
+          // import them. The path component reported is then the file's own name.
           fs::path relative = watch->second;
           if (event->len > 0) relative /= event->name;
           if (relative.empty()) continue;  // the root itself went away

@@ -16,8 +16,9 @@ namespace flux::app {
 
 class FileWatcher {
  public:
-  // Called on the watcher's thread with the folder names (under functions/) whose files were
-  // created, modified, moved or deleted, after ~100 ms without further changes.
+  // Called on the watcher's thread with the names of the entries directly under functions/
+  // (function folders, shared folders or files) in which something was created, modified,
+  // moved or deleted, after ~100 ms without further changes.
   using OnChange = std::function<void(std::set<std::string> folders)>;
 
   static Result<std::unique_ptr<FileWatcher>> start(std::filesystem::path functions_dir,

@@ -446,10 +446,19 @@ TEST(FileWatcher, ReportsTheChangedFolder) {
   ChangeLog log;
   auto watcher = FileWatcher::start(p.root() / "functions", log.callback());
   ASSERT_TRUE(watcher.has_value()) << watcher.error().message;
-  // Events are read in order, so a report for the top-level file would come with or before "a".
-  p.write("functions/helpers.ts", "export const x = 1;\n");
   p.write("functions/a/index.ts", "export default () => 2;\n");
   EXPECT_EQ(log.waitFor({"a"}), std::set<std::string>{"a"});
+}
+
+TEST(FileWatcher, ReportsSharedFilesBesideTheFunctions) {
+  TempProject p;
+  p.addFunction("a");
+  ChangeLog log;
+  auto watcher = FileWatcher::start(p.root() / "functions", log.callback());
+  ASSERT_TRUE(watcher.has_value()) << watcher.error().message;
+  // A shared module functions import: its change must reach the dev server too.
+  p.write("functions/helpers.ts", "export const x = 1;\n");
+  EXPECT_EQ(log.waitFor({"helpers.ts"}), std::set<std::string>{"helpers.ts"});
 }
 
 TEST(FileWatcher, BurstOfChangesIsOneCall) {

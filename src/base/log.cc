@@ -14,11 +14,14 @@ LogSink::~LogSink() {
 }
 
 void LogSink::write(std::string line) {
+  bool wake;
   {
     std::lock_guard lock(mutex_);
     lines_.push_back(std::move(line));
+    wake = lines_.size() >= kWakeAtLines;
   }
-  ready_.notify_one();
+  // Under load the writer wakes on its own every kFlushInterval: no futex wake per line.
+  if (wake) ready_.notify_one();
 }
 
 void LogSink::run() {
@@ -26,8 +29,12 @@ void LogSink::run() {
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      ready_.wait(lock, [this] { return stopping_ || !lines_.empty(); });
-      if (lines_.empty() && stopping_) return;
+      ready_.wait_for(lock, kFlushInterval,
+                      [this] { return stopping_ || lines_.size() >= kWakeAtLines; });
+      if (lines_.empty()) {
+        if (stopping_) return;
+        continue;
+      }
       batch.swap(lines_);
     }
     for (const std::string& line : batch) {

@@ -1,7 +1,9 @@
 // LogSink: lines from any thread, written to a FILE by one writer thread. Worker loops call
-// write() (a short mutex-guarded push) and never block on the terminal or a pipe.
+// write() (a short mutex-guarded push) and never block on the terminal or a pipe. The writer
+// drains every kFlushInterval (or sooner when many lines wait), so a line shows within ~10 ms.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -23,6 +25,9 @@ class LogSink {
 
  private:
   void run();
+
+  static constexpr std::chrono::milliseconds kFlushInterval{10};
+  static constexpr size_t kWakeAtLines = 512;
 
   FILE* out_;
   std::mutex mutex_;

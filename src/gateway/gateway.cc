@@ -38,25 +38,35 @@ void Gateway::setRoutes(std::shared_ptr<const RouteTable> routes) {
   routes_ = std::move(routes);
 }
 
+void Gateway::reply(const RequestId& id, std::string_view method, std::string_view path,
+                    std::chrono::steady_clock::time_point start, net::HttpResponse response,
+                    net::Responder& respond) {
+  response.headers.push_back({"x-request-id", id.toString()});
+  log_.write(fmt::format("{} {} {} {} req:{}", method, path, response.status,
+                         formatDuration(clock_.steadyNow() - start), id.shortForm()));
+  respond(std::move(response));
+}
+
+void Gateway::reject(net::ProtocolError error, net::Responder respond) {
+  auto start = clock_.steadyNow();
+  RequestId id = RequestId::generate(clock_, *random_);
+  std::string_view target = error.target;
+  reply(id, error.method.empty() ? "-" : error.method,
+        target.empty() ? "-" : target.substr(0, target.find('?')), start,
+        net::HttpResponse::json(error.status, jsonError(error.message, id.toString())), respond);
+}
+
 void Gateway::handle(net::HttpRequest request, net::Responder respond) {
   auto start = clock_.steadyNow();
   RequestId id = RequestId::generate(clock_, *random_);
   std::string id_text = id.toString();
 
-  auto reply = [this, start, id_text, short_id = id.shortForm(), method = request.method, path = std::string(request.path())](
-                   net::HttpResponse response, net::Responder& respond) {
-    response.headers.push_back({"x-request-id", id_text});
-    log_.write(fmt::format("{} {} {} {} req:{}", method, path, response.status,
-                           formatDuration(clock_.steadyNow() - start), short_id));
-    respond(std::move(response));
-  };
-
   RouteTable::Match match = routes_->match(request.method, request.path());
   if (match.outcome == RouteTable::Match::Outcome::kNotFound) {
-    return reply(net::HttpResponse::json(
-                     404, jsonError("no function serves " + request.method + " " +
-                                        std::string(request.path()),
-                                    id_text)),
+    return reply(id, request.method, request.path(), start,
+                 net::HttpResponse::json(404, jsonError("no function serves " + request.method +
+                                                            " " + std::string(request.path()),
+                                                        id_text)),
                  respond);
   }
   if (match.outcome == RouteTable::Match::Outcome::kMethodNotAllowed) {
@@ -65,16 +75,18 @@ void Gateway::handle(net::HttpRequest request, net::Responder respond) {
                            " (allowed: " + match.allowed + ")",
                        id_text));
     response.headers.push_back({"allow", match.allowed});
-    return reply(std::move(response), respond);
+    return reply(id, request.method, request.path(), start, std::move(response), respond);
   }
 
+  std::string method = request.method;
+  std::string path(request.path());
   runtime::Invocation invocation{std::move(request), id, std::move(match.params)};
   // The route table may be swapped while the request runs: the invocation holds its bundle.
   std::shared_ptr<const runtime::FunctionBundle> bundle = match.route->bundle;
   runtime_->invoke(bundle, std::move(invocation),
-                   [reply = std::move(reply), respond = std::move(respond)](
-                       runtime::InvocationResult result) mutable {
-                     reply(std::move(result.response), respond);
+                   [this, id, method = std::move(method), path = std::move(path), start,
+                    respond = std::move(respond)](runtime::InvocationResult result) mutable {
+                     reply(id, method, path, start, std::move(result.response), respond);
                    });
 }
 

@@ -21,6 +21,7 @@ class Gateway final : public net::RequestHandler {
   void setRoutes(std::shared_ptr<const RouteTable> routes);
 
   void handle(net::HttpRequest request, net::Responder respond) override;
+  void reject(net::ProtocolError error, net::Responder respond) override;
 
  private:
   std::unique_ptr<Random> random_;
@@ -28,6 +29,11 @@ class Gateway final : public net::RequestHandler {
   LogSink& log_;
   std::unique_ptr<runtime::IsolateWorker> runtime_;
   std::shared_ptr<const RouteTable> routes_;
+
+  // Adds x-request-id, logs the request line, responds.
+  void reply(const RequestId& id, std::string_view method, std::string_view path,
+             std::chrono::steady_clock::time_point start, net::HttpResponse response,
+             net::Responder& respond);
 };
 
 }  // namespace flux::gateway

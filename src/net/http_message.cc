@@ -2,6 +2,8 @@
 
 #include <strings.h>
 
+#include "base/json.h"
+
 namespace flux::net {
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
@@ -24,6 +26,10 @@ std::string_view HttpRequest::query() const {
   std::string_view t = target;
   size_t q = t.find('?');
   return q == std::string_view::npos ? std::string_view{} : t.substr(q + 1);
+}
+
+void RequestHandler::reject(ProtocolError error, Responder respond) {
+  respond(HttpResponse::json(error.status, jsonError(error.message)));
 }
 
 HttpResponse HttpResponse::json(int status, std::string body) {

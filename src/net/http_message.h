@@ -39,12 +39,24 @@ struct HttpResponse {
 // Called exactly once per request, on the worker thread that handles the request.
 using Responder = std::move_only_function<void(HttpResponse)>;
 
+// A request the server refuses before any handler could run it: malformed (400), body over
+// the limit (413). method and target are empty when the request line itself was unreadable.
+struct ProtocolError {
+  int status = 400;
+  std::string message;
+  std::string method;
+  std::string target;
+};
+
 // What a worker loop hands each parsed request to. One instance per worker thread; it is
 // created, called and destroyed on that thread only.
 class RequestHandler {
  public:
   virtual ~RequestHandler() = default;
   virtual void handle(HttpRequest request, Responder respond) = 0;
+  // Answers a refused request (the connection closes after it). The default sends the
+  // message as JSON; the gateway adds its request id and log line.
+  virtual void reject(ProtocolError error, Responder respond);
 };
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b);

@@ -1,6 +1,5 @@
 #include "net/http_server.h"
 
-#include "base/json.h"
 
 #include <optional>
 #include <utility>  // must precede asio's awaitable headers under g++ 12
@@ -72,7 +71,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void writeError(int status, std::string message) {
     keep_alive_ = false;
-    writeResponse(HttpResponse::json(status, jsonError(message)));
+    ProtocolError error{status, std::move(message), {}, {}};
+    if (parser_ && parser_->is_header_done()) {
+      error.method = std::string(parser_->get().method_string());
+      error.target = std::string(parser_->get().target());
+    }
+    handler_.reject(std::move(error), [self = shared_from_this()](HttpResponse response) {
+      self->writeResponse(std::move(response));
+    });
   }
 
   void writeResponse(HttpResponse response) {
