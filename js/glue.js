@@ -3,6 +3,7 @@
 // and run once in every function context. `host` holds the native functions (host_api.cc).
 import { installConsole } from "./console.js";
 import { DOMException } from "./dom_exception.js";
+import { DatabaseError, makeDb } from "./db.js";
 import { installEncoding } from "./encoding.js";
 import { Headers, Request, Response, HttpError } from "./http.js";
 import { installTimers } from "./timers.js";
@@ -79,12 +80,16 @@ export function install(host, env) {
     return { [kDefinition]: true, name: definition.name, handler: definition.handler };
   }
 
-  function makeCtx(requestId, params) {
+  function makeCtx(slot, requestId, params) {
+    let db;
     return {
       requestId,
       params,
       env: frozenEnv,
       log: (...args) => console.log(...args),
+      get db() {
+        return (db ??= makeDb(host, slot));
+      },
     };
   }
 
@@ -118,14 +123,15 @@ export function install(host, env) {
   }
 
   function fail(slot, error) {
-    host.fail(slot, error, error instanceof HttpError ? error.status : 500);
+    const status = error instanceof HttpError || error instanceof DatabaseError ? error.status : 500;
+    host.fail(slot, error, status);
   }
 
   function dispatch(slot, handler, method, url, headers, body, requestId, params) {
     let result;
     try {
       const req = Request._fromHost(method, url, headers, body);
-      const ctx = makeCtx(requestId, params);
+      const ctx = makeCtx(slot, requestId, params);
       if (typeof handler === "function") {
         result = handler(req, ctx);
       } else if (handler && handler[kDefinition]) {
@@ -150,5 +156,8 @@ export function install(host, env) {
     }
   }
 
-  return { dispatch, fireTimer: timers.fire, defineFunction };
+  define("DatabaseError", DatabaseError);
+  const makeDatabaseError = (message, code, status) => new DatabaseError(message, code, status);
+
+  return { dispatch, fireTimer: timers.fire, defineFunction, makeDatabaseError };
 }

@@ -3,14 +3,42 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <latch>
+#include <nlohmann/json.hpp>
+#include <random>
 
 #include "app/bundler.h"
+#include "admin/admin_api.h"
 #include "app/migrations.h"
+#include "data/mutation_log.h"
 #include "gateway/gateway.h"
 
 namespace flux::app {
+
+namespace {
+
+// 256 random bits from the OS, hex: the admin API's bearer token for this run.
+std::string newAdminToken() {
+  std::random_device device;
+  std::string token;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = 0; i < 16; ++i) {
+    uint32_t r = device();
+    token.push_back(kHex[r & 15]);
+    token.push_back(kHex[(r >> 4) & 15]);
+    token.push_back(kHex[(r >> 8) & 15]);
+    token.push_back(kHex[(r >> 12) & 15]);
+  }
+  return token;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink& log) {
   std::unique_ptr<DevServer> dev(new DevServer(std::move(options), log));
@@ -32,9 +60,16 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
     conninfo = dev->postgres_->connectionString();
     dev->database_description_ = "embedded PostgreSQL in .flux/pg";
   }
+  // The mutation log first, so that what migrations write is logged too.
+  if (auto installed = data::installMutationLog(conninfo); !installed) {
+    return std::unexpected(installed.error());
+  }
   auto applied = applyMigrations(conninfo, dev->project_.root / "migrations");
   if (!applied) return std::unexpected(applied.error());
   for (const std::string& name : *applied) log.write("migration applied: " + name);
+  if (auto captured = data::captureAllTables(conninfo); !captured) {
+    return std::unexpected(captured.error());
+  }
 
   for (const FunctionSpec& spec : dev->project_.functions) {
     auto bundle = bundleFunction(dev->project_, spec, dev->next_version_++);
@@ -46,10 +81,12 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
     dev->bundles_[spec.folder] = std::move(*bundle);
   }
 
+  dev->admin_token_ = newAdminToken();
   dev->platform_ = std::make_unique<runtime::V8Platform>();
   runtime::RuntimeOptions runtime_options;
   runtime_options.heap_limit_bytes = dev->options_.heap_limit_mb * 1024 * 1024;
   runtime_options.env = dev->project_.env;
+  runtime_options.database = data::PoolOptions{.conninfo = conninfo};
   net::ServerOptions server_options;
   server_options.host = dev->options_.host;
   server_options.port = dev->options_.port;
@@ -64,10 +101,14 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
             [self, &loop, runtime_options](Random& random) {
               return std::make_unique<runtime::IsolateWorker>(loop.context(), runtime_options,
                                                               self->log_, self->clock_, random);
-            });
+            },
+            std::make_unique<admin::AdminApi>(
+                loop.context(), self->admin_token_,
+                data::PoolOptions{.conninfo = runtime_options.database->conninfo, .size = 2}));
       });
   if (!server) return std::unexpected(server.error());
   dev->server_ = std::move(*server);
+  if (auto written = dev->writeDevFile(); !written) return std::unexpected(written.error());
   {
     std::lock_guard lock(dev->mutex_);
     if (auto published = dev->publish(); !published) return std::unexpected(published.error());
@@ -83,8 +124,33 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
   return dev;
 }
 
+
+// <project>/.flux/dev.json: where CLI commands run inside the project find this server.
+// Readable by the owner only: it holds the admin token.
+Result<void> DevServer::writeDevFile() {
+  dev_file_ = project_.root / ".flux" / "dev.json";
+  std::error_code ec;
+  std::filesystem::create_directories(dev_file_.parent_path(), ec);
+  std::string url = fmt::format("http://{}:{}", options_.host, server_->port());
+  nlohmann::json doc = {{"url", url}, {"token", admin_token_}, {"pid", getpid()}};
+  std::string tmp = dev_file_.string() + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(ErrorCode::kUnavailable, "cannot write " + tmp + ": " + strerror(errno));
+  std::string text = doc.dump(2) + "\n";
+  bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  close(fd);
+  if (!ok || rename(tmp.c_str(), dev_file_.c_str()) != 0) {
+    return fail(ErrorCode::kUnavailable, "cannot write " + dev_file_.string());
+  }
+  return {};
+}
+
 DevServer::~DevServer() {
   watcher_.reset();
+  if (!dev_file_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(dev_file_, ec);
+  }
   if (server_) server_->stop();
   server_.reset();
   if (postgres_) {

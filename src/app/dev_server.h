@@ -47,6 +47,7 @@ class DevServer {
   // Rebuilds the project's functions and swaps the changed ones into every worker.
   void reload();
   Result<void> publish();
+  Result<void> writeDevFile();
 
   DevOptions options_;
   LogSink& log_;
@@ -55,6 +56,8 @@ class DevServer {
   std::unique_ptr<runtime::V8Platform> platform_;
   std::unique_ptr<EmbeddedPostgres> postgres_;
   std::string database_description_;
+  std::string admin_token_;
+  std::filesystem::path dev_file_;
   std::unique_ptr<net::HttpServer> server_;
   std::unique_ptr<FileWatcher> watcher_;
 

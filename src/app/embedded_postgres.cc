@@ -246,7 +246,7 @@ Result<void> prepareLogFile(const fs::path& log_file, const ServerUser& user) {
 // fsync=off: a dev cluster lost to a power cut is re-created, and first start is seconds faster.
 Result<void> initdb(const fs::path& data_dir, const ServerUser& user) {
   auto result = runSubprocess(
-      {binary("initdb").string(), "-D", data_dir.string(), "-U", "flux", "--auth=trust", "-E",
+      {binary("initdb").string(), "-D", data_dir.string(), "-U", "postgres", "--auth=trust", "-E",
        "UTF8", "--locale=C.UTF-8", "--no-instructions", "--no-sync"},
       optionsFor(user, data_dir));
   if (!result) return std::unexpected(result.error());
@@ -354,7 +354,7 @@ Result<std::unique_ptr<EmbeddedPostgres>> EmbeddedPostgres::start(const fs::path
   std::unique_ptr<EmbeddedPostgres> pg(new EmbeddedPostgres());
   pg->data_dir_ = data_dir;
   pg->conninfo_ = "host=" + conninfoValue(socket_dir->string()) + " port=" + std::to_string(kPort) +
-                  " dbname=postgres user=flux";
+                  " dbname=postgres user=postgres";
 
   // A server left running by an earlier flux (one that crashed) is reused, and stopped by us.
   auto running = serverRunning(data_dir, *user);

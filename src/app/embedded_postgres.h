@@ -20,7 +20,9 @@ class EmbeddedPostgres {
   static Result<std::unique_ptr<EmbeddedPostgres>> start(const std::filesystem::path& flux_dir);
   ~EmbeddedPostgres();  // stop()
 
-  // libpq connection string: "host=<socket dir> port=5432 dbname=postgres user=flux".
+  // libpq connection string: "host=<socket dir> port=5432 dbname=postgres user=postgres".
+  // (The role is not named "flux": its default search_path "$user", public would put the
+  // user's unqualified tables into the flux schema.)
   const std::string& connectionString() const { return conninfo_; }
   // pg_ctl stop -m fast, waiting until the server has exited. Idempotent.
   Result<void> stop();

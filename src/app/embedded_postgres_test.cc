@@ -112,7 +112,7 @@ TEST(EmbeddedPostgres, StartsAndAcceptsConnections) {
   ASSERT_TRUE(pg) << pg.error().toString();
   EXPECT_TRUE(fs::exists(dir.path() / ".flux" / "pg" / "PG_VERSION"));
   EXPECT_EQ(queryValue((*pg)->connectionString(), "SELECT 1"), "1");
-  EXPECT_EQ(queryValue((*pg)->connectionString(), "SELECT current_user"), "flux");
+  EXPECT_EQ(queryValue((*pg)->connectionString(), "SELECT current_user"), "postgres");
   EXPECT_TRUE((*pg)->stop());
 }
 

@@ -6,6 +6,7 @@
 
 #include "app/dev_server.h"
 #include "cli/init_command.h"
+#include "cli/state_command.h"
 
 int main(int argc, char** argv) {
   // Signals are taken synchronously (sigwait) by the command that waits for them; block them
@@ -42,6 +43,8 @@ int main(int argc, char** argv) {
                   "Close connections with no complete request for this long")
       ->check(CLI::Range(100, 3'600'000))
       ->default_val(30'000);
+
+  flux::cli::addStateCommand(app);
 
   CLI11_PARSE(app, argc, argv);
 

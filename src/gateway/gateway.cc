@@ -19,12 +19,14 @@ std::string formatDuration(std::chrono::steady_clock::duration d) {
 }  // namespace
 
 Gateway::Gateway(std::unique_ptr<Random> random, Clock& clock, LogSink& log,
-                 std::function<std::unique_ptr<runtime::IsolateWorker>(Random&)> make_runtime)
+                 std::function<std::unique_ptr<runtime::IsolateWorker>(Random&)> make_runtime,
+                 std::unique_ptr<net::RequestHandler> admin)
     : random_(std::move(random)),
       clock_(clock),
       log_(log),
       runtime_(make_runtime(*random_)),
-      routes_(std::make_shared<RouteTable>()) {}
+      routes_(std::make_shared<RouteTable>()),
+      admin_(std::move(admin)) {}
 
 void Gateway::setRoutes(std::shared_ptr<const RouteTable> routes) {
   std::set<std::string> kept;
@@ -57,6 +59,10 @@ void Gateway::reject(net::ProtocolError error, net::Responder respond) {
 }
 
 void Gateway::handle(net::HttpRequest request, net::Responder respond) {
+  // The admin API is not a function execution: no request id, no request log line.
+  if (admin_ && (request.path() == "/_flux" || request.path().starts_with("/_flux/"))) {
+    return admin_->handle(std::move(request), std::move(respond));
+  }
   auto start = clock_.steadyNow();
   RequestId id = RequestId::generate(clock_, *random_);
   std::string id_text = id.toString();

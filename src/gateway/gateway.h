@@ -13,9 +13,11 @@ namespace flux::gateway {
 
 class Gateway final : public net::RequestHandler {
  public:
-  // Owns the worker's randomness and runtime; the clock and log are shared and outlive it.
+  // Owns the worker's randomness, runtime and admin API handler (for paths under /_flux/;
+  // may be null); the clock and log are shared and outlive it.
   Gateway(std::unique_ptr<Random> random, Clock& clock, LogSink& log,
-          std::function<std::unique_ptr<runtime::IsolateWorker>(Random&)> make_runtime);
+          std::function<std::unique_ptr<runtime::IsolateWorker>(Random&)> make_runtime,
+          std::unique_ptr<net::RequestHandler> admin);
 
   // Swaps in a new route table and warms the contexts of functions it adds or changes.
   void setRoutes(std::shared_ptr<const RouteTable> routes);
@@ -29,6 +31,7 @@ class Gateway final : public net::RequestHandler {
   LogSink& log_;
   std::unique_ptr<runtime::IsolateWorker> runtime_;
   std::shared_ptr<const RouteTable> routes_;
+  std::unique_ptr<net::RequestHandler> admin_;
 
   // Adds x-request-id, logs the request line, responds.
   void reply(const RequestId& id, std::string_view method, std::string_view path,

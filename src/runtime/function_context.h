@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "base/error.h"
+#include "data/request_transaction.h"
 #include "runtime/function_bundle.h"
 #include "runtime/isolate_worker.h"
 
@@ -27,6 +28,7 @@ struct FunctionContext {
   v8::Global<v8::Function> dispatch;     // glue: (slot, handler, method, url, headers, body, id, params)
   v8::Global<v8::Function> fire_timer;   // glue: (timer id)
   v8::Global<v8::Value> define_function;  // what `import { defineFunction }` resolves to
+  v8::Global<v8::Function> make_database_error;  // glue: (message, code, status) -> DatabaseError
   v8::Global<v8::Value> handler;         // the module's default export
   std::optional<Error> load_error;       // the module failed to load: every request gets it
   struct Timer {
@@ -49,7 +51,12 @@ struct IsolateWorker::PendingRequest {
   RequestId id;
   InvocationDone done;
   std::unique_ptr<boost::asio::steady_timer> deadline;  // only when the handler awaits
+  std::unique_ptr<data::RequestTransaction> transaction;  // from the first ctx.db call
 };
+
+// Adds the ctx.db natives (db_binding.cc) to the host object.
+void installDatabaseBindings(v8::Isolate* isolate, v8::Local<v8::Context> context,
+                             v8::Local<v8::Object> host, IsolateWorker& worker);
 
 // V8 marks most results "must use"; where failure only means a pending exception that the
 // caller's TryCatch reports, the result is discarded explicitly.

@@ -249,6 +249,7 @@ v8::Local<v8::Object> IsolateWorker::Host::makeHostObject(v8::Isolate* isolate,
     w.finish(slot, std::move(result));
   });
 
+  installDatabaseBindings(isolate, context, host, worker);
   return host;
 }
 

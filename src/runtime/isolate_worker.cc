@@ -163,6 +163,7 @@ IsolateWorker::IsolateWorker(boost::asio::io_context& loop, RuntimeOptions optio
       clock_(clock),
       random_(random),
       state_(std::make_unique<IsolateState>()) {
+  if (options_.database) database_ = std::make_unique<data::PgPool>(loop_, *options_.database);
   state_->allocator.reset(v8::ArrayBuffer::Allocator::NewDefaultAllocator());
   v8::Isolate::CreateParams params;
   params.array_buffer_allocator = state_->allocator.get();
@@ -194,6 +195,7 @@ IsolateWorker::~IsolateWorker() {
   watchdog_.reset();
   isolate_->Exit();
   isolate_->Dispose();
+  database_.reset();
 }
 
 void IsolateWorker::install(std::shared_ptr<const FunctionBundle> bundle) {
@@ -304,6 +306,7 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
     fc->dispatch.Reset(isolate_, getFn("dispatch"));
     fc->fire_timer.Reset(isolate_, getFn("fireTimer"));
     fc->define_function.Reset(isolate_, getFn("defineFunction"));
+    fc->make_database_error.Reset(isolate_, getFn("makeDatabaseError"));
   }
 
   // 2. The function's module.
@@ -528,7 +531,23 @@ void IsolateWorker::finish(uint32_t slot, InvocationResult result) {
     --c->second->pending;
     dropIfIdle(*c->second);
   }
-  pending->done(std::move(result));
+  data::RequestTransaction* transaction = pending->transaction.get();
+  if (transaction == nullptr || !transaction->started()) {
+    pending->done(std::move(result));
+    return;
+  }
+  // The response waits for the transaction: a client that sees 200 can read what it wrote.
+  auto outcome = result.error || result.response.status >= 500 ? data::TransactionOutcome::kRollback
+                                                                : data::TransactionOutcome::kCommit;
+  transaction->finish(outcome, [pending = std::move(pending), result = std::move(result)](
+                                   Result<void> ended) mutable {
+    if (!ended) {
+      std::string message = "the request's database transaction failed: " + ended.error().message;
+      result.response = net::HttpResponse::json(500, jsonError(message, pending->id.toString()));
+      result.error = Error{ended.error().code, message, {}};
+    }
+    pending->done(std::move(result));
+  });
 }
 
 void IsolateWorker::dropIfIdle(FunctionContext& fc) {

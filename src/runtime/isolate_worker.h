@@ -8,6 +8,8 @@
 //   already running finish on the old context, which is dropped when its last one is done.
 // - A request is a "slot": the JS glue calls back complete/fail with its number. Host events
 //   (timers) re-enter the context and run its microtasks.
+// - ctx.db work runs in the request's RequestTransaction (data/), committed or rolled back
+//   before the response is handed back.
 // - Limits: a watchdog thread terminates JS that runs longer than the function's timeout (CPU),
 //   a wall-clock timer answers 504 for a request that waits longer than that, and the heap
 //   limit answers 500. In all three cases the context is rebuilt and the isolate keeps serving.
@@ -28,6 +30,8 @@
 #include "base/error.h"
 #include "base/ids.h"
 #include "base/log.h"
+#include "data/catalog.h"
+#include "data/pg_pool.h"
 #include "net/http_message.h"
 #include "runtime/function_bundle.h"
 
@@ -44,6 +48,8 @@ struct FunctionContext;
 struct RuntimeOptions {
   size_t heap_limit_bytes = 256u * 1024 * 1024;  // per isolate (worker)
   std::vector<std::pair<std::string, std::string>> env;  // ctx.env
+  // The worker's database pool; without one, ctx.db rejects with a clear error.
+  std::optional<data::PoolOptions> database;
 };
 
 struct Invocation {
@@ -81,6 +87,8 @@ class IsolateWorker {
   // Called by the host bindings (host_api.cc); not for other users.
   struct Host;
   friend struct Host;
+  struct Database;
+  friend struct Database;
 
  private:
   struct PendingRequest;
@@ -101,6 +109,8 @@ class IsolateWorker {
   LogSink& log_;
   Clock& clock_;
   Random& random_;
+  std::unique_ptr<data::PgPool> database_;  // outlives every transaction (destroyed last)
+  std::optional<data::Catalog> catalog_;  // user tables, loaded at the first insert/update/delete
   v8::Isolate* isolate_ = nullptr;
   std::unique_ptr<Watchdog> watchdog_;
   struct IsolateState;

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# What the mutation log's capture trigger (src/data/mutation_log.cc) costs a single-row UPDATE.
+# Starts a throwaway PostgreSQL 15 cluster under /tmp (run as the `postgres` user when this runs
+# as root; unix socket only; fsync and synchronous_commit off, like flux dev's), installs the
+# mutation log from the SQL in src/data/mutation_log.cc, and measures with pgbench, one client,
+# prepared statements, the same random-row UPDATE of a 100k-row table in each case:
+#   plain         a table without the trigger
+#   notice        the trigger in a Flux request's mode (flux.capture=on): one FX001 NOTICE a row
+#   insert        the trigger in external mode (psql, migrations): one flux.state_mutations row
+#   request_plain a whole request transaction (BEGIN; set_config x2; UPDATE; COMMIT), no trigger
+#   request       the same with the trigger plus the store statement Flux runs before COMMIT
+#                 (kStoreCapturedSql with a one-element payload array)
+# Cases run interleaved, ROUNDS times each; the median per case is reported (tps, average
+# latency in microseconds, and the extra latency over plain / request_plain), followed by the
+# trigger's server-side time per row (EXPLAIN ANALYZE of a 10000-row UPDATE, min of 3). Appends
+# one JSON line to bench/results/mutation_trigger.jsonl.
+#
+# Environment:
+#   DURATION   seconds per pgbench run (default 5)
+#   ROUNDS     runs per case (default 3)
+#   ROWS       rows in each table (default 100000)
+# The machine has 2 cores, shared by pgbench and the server: measure on an idle machine (a
+# parallel build skews the results badly).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
+ROWS=${ROWS:-100000}
+PG_BIN=/usr/lib/postgresql/15/bin
+PORT=5432  # unix socket in our own directory: no clash with other clusters
+
+results=bench/results
+mkdir -p "$results"
+log() { echo "mutation_trigger.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 server not found in $PG_BIN (scripts/setup.sh)"
+command -v pgbench >/dev/null || die "pgbench not found (apt-get install postgresql-contrib-15)"
+command -v psql >/dev/null || die "psql not found"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/flux-bench-mutation.XXXXXX")
+chmod 755 "$tmp"
+as_server() {
+  if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$(printf '%q ' "$@")"; else "$@"; fi
+}
+started=0
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [ "$started" = 1 ]; then as_server "$PG_BIN/pg_ctl" stop -D "$tmp/pg" -m immediate -w >/dev/null 2>&1 || true; fi
+  rm -rf "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- cluster ------------------------------------------------------------------------------------
+
+mkdir "$tmp/pg" "$tmp/scripts"
+[ "$(id -u)" = 0 ] && chown postgres "$tmp" "$tmp/pg"
+as_server "$PG_BIN/initdb" -D "$tmp/pg" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
+  --no-instructions --no-sync >/dev/null
+as_server "$PG_BIN/pg_ctl" start -w -D "$tmp/pg" -l "$tmp/pg/server.log" -o \
+  "-c listen_addresses= -c port=$PORT -c unix_socket_directories=$tmp -c fsync=off -c synchronous_commit=off -c autovacuum=off" \
+  >/dev/null
+started=1
+export PGHOST=$tmp PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
+sql() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+# The install script and the store statement, straight from the C++ source.
+awk '/^constexpr char kInstallSql\[\] = R"sql\(/ {on = 1; next} on && /^\)sql";/ {exit} on' \
+  src/data/mutation_log.cc >"$tmp/install.sql"
+awk '/kStoreCapturedSql = R"sql\(/ {on = 1; next} on && /\)sql";/ {sub(/\)sql";.*/, ""); print; exit} on' \
+  src/data/mutation_log.cc >"$tmp/store.sql"
+grep -q 'CREATE OR REPLACE FUNCTION flux.capture()' "$tmp/install.sql" ||
+  die "cannot find kInstallSql in src/data/mutation_log.cc"
+grep -q 'INSERT INTO flux.state_mutations' "$tmp/store.sql" ||
+  die "cannot find kStoreCapturedSql in src/data/mutation_log.cc"
+
+log "loading $ROWS rows into each table"
+for t in plain notice insert; do
+  sql -c "CREATE TABLE public.bench_$t (id int PRIMARY KEY, balance int NOT NULL, name text,
+            filler text);
+          INSERT INTO public.bench_$t
+            SELECT g, 0, 'user ' || g, repeat('x', 60) FROM generate_series(1, $ROWS) g;"
+done
+sql -f "$tmp/install.sql"
+sql -o /dev/null -c "SELECT flux.install_capture('public.bench_notice'),
+                          flux.install_capture('public.bench_insert')"
+sql -c "VACUUM ANALYZE"
+[ "$(sql -At -c "SELECT count(*) FROM pg_trigger WHERE tgname = 'flux_capture'")" = 2 ] ||
+  die "the capture trigger is not installed on exactly the two logged tables"
+
+# A real payload, as the trigger sends it, for the store statement of the request case. It sits
+# in a table: pgbench would take the ":<digits>" inside it for variables.
+payload=$(PGOPTIONS="-c flux.capture=on" psql -X -q -c \
+  "BEGIN; UPDATE public.bench_notice SET balance = balance + 1 WHERE id = 1; ROLLBACK;" 2>&1 |
+  sed -n 's/^NOTICE:  //p')
+[ -n "$payload" ] || die "the trigger sent no notice in flux.capture=on mode"
+sql -v payload="[$payload]" <<<"CREATE TABLE public.bench_payload AS SELECT :'payload'::text AS p;"
+request_id=0190f3c2-7a1b-7c3d-8e4f-123456789abc
+store_sql=$(tr '\n' ' ' <"$tmp/store.sql" |
+  sed -e 's/\$1::jsonb/(SELECT p FROM public.bench_payload)::jsonb/' \
+    -e "s/\\\$2::uuid/'$request_id'::uuid/" -e 's/\$3::boolean/false/')
+case $store_sql in *'$'[0-9]*) die "unreplaced parameter in the store statement: $store_sql" ;; esac
+
+for t in plain notice insert; do
+  cat >"$tmp/scripts/$t.sql" <<EOF
+\set id random(1, $ROWS)
+UPDATE public.bench_$t SET balance = balance + 1 WHERE id = :id;
+EOF
+done
+request_script() {  # TABLE [STORE_SQL]
+  cat <<EOF
+\set id random(1, $ROWS)
+BEGIN;
+SELECT set_config('flux.request_id', '$request_id', true), set_config('flux.capture', 'on', true);
+UPDATE public.bench_$1 SET balance = balance + 1 WHERE id = :id;
+${2:+$2;}
+COMMIT;
+EOF
+}
+request_script plain >"$tmp/scripts/request_plain.sql"
+request_script notice "$store_sql" >"$tmp/scripts/request.sql"
+
+# --- runs ---------------------------------------------------------------------------------------
+
+cases=(plain notice insert request_plain request)
+declare -A tps_runs=()
+run_case() {
+  local name=$1 options="" out
+  case $name in notice) options="-c flux.capture=on" ;; esac
+  out=$(PGOPTIONS="$options" pgbench -n -M prepared -c 1 -j 1 -T "$DURATION" \
+    -f "$tmp/scripts/$name.sql" 2>"$tmp/pgbench-$name.err") ||
+    { cat "$tmp/pgbench-$name.err" >&2; die "pgbench failed for $name"; }
+  awk '/^tps = / {print $3}' <<<"$out"
+}
+log "running ${#cases[@]} cases x $ROUNDS rounds x ${DURATION}s (one client, prepared)"
+for ((r = 1; r <= ROUNDS; r++)); do
+  for name in "${cases[@]}"; do
+    tps_runs[$name]+="$(run_case "$name") "
+  done
+done
+[ "$(sql -At -c "SELECT count(*) > 0 FROM flux.state_mutations WHERE request_id IS NULL")" = t ] ||
+  die "external mode logged nothing"
+
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+declare -A tps=() lat=()
+for name in "${cases[@]}"; do
+  tps[$name]=$(median "${tps_runs[$name]}")
+  lat[$name]=$(awk -v t="${tps[$name]}" 'BEGIN {printf "%.1f", 1e6 / t}')
+done
+
+# Server side only: the trigger's own time per row.
+trigger_us() {
+  local table=$1 mode=$2 best="" t i
+  for i in 1 2 3; do
+    t=$(PGOPTIONS="-c flux.capture=$mode" psql -X -At -c "BEGIN" \
+      -c "EXPLAIN (ANALYZE, FORMAT JSON) UPDATE public.bench_$table SET balance = balance + 1 WHERE id <= 10000" \
+      -c "ROLLBACK" 2>/dev/null | tr -d '\n' |
+      grep -o '"Trigger Name": "flux_capture",[^}]*' | sed -n 's/.*"Time": \([0-9.]*\),.*"Calls": \([0-9]*\).*/\1 \2/p' |
+      awk '{printf "%.2f", $1 * 1000 / $2}')
+    [ -n "$t" ] || die "no trigger timing for bench_$table"
+    if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN {exit !(a < b)}'; then best=$t; fi
+  done
+  echo "$best"
+}
+trigger_notice=$(trigger_us notice on)
+trigger_insert=$(trigger_us insert off)
+
+# --- report -------------------------------------------------------------------------------------
+
+printf '\n%-14s %10s %12s %14s\n' case tps latency_us extra_us
+for name in "${cases[@]}"; do
+  case $name in request) base=request_plain ;; *) base=plain ;; esac
+  extra=$(awk -v a="${lat[$name]}" -v b="${lat[$base]}" 'BEGIN {printf "%+.1f", a - b}')
+  [ "$name" = "$base" ] && extra="-"
+  printf '%-14s %10.0f %12s %14s\n' "$name" "${tps[$name]}" "${lat[$name]}" "$extra"
+done
+ratio() { awk -v a="${tps[$1]}" -v b="${tps[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
+printf '\ntps ratios: notice/plain %s, insert/plain %s, request/request_plain %s\n' \
+  "$(ratio notice plain)" "$(ratio insert plain)" "$(ratio request request_plain)"
+printf 'trigger time per row (server side, EXPLAIN ANALYZE): notice %s us, insert %s us\n' \
+  "$trigger_notice" "$trigger_insert"
+
+{
+  printf '{"time":"%s","commit":"%s","duration_s":%s,"rounds":%s,"rows":%s,' \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    "$DURATION" "$ROUNDS" "$ROWS"
+  for name in "${cases[@]}"; do printf '"%s_tps":%s,"%s_latency_us":%s,' "$name" "${tps[$name]}" "$name" "${lat[$name]}"; done
+  printf '"trigger_notice_us":%s,"trigger_insert_us":%s}\n' "$trigger_notice" "$trigger_insert"
+} >>"$results/mutation_trigger.jsonl"

@@ -1,0 +1,396 @@
+// The host natives behind ctx.db (js/db.js): dbQuery, dbInsert, dbUpdate, dbDelete,
+// dbSavepoint. Each returns a promise, runs its SQL in the request's RequestTransaction on the
+// worker's pool, and settles the promise back in the function's context. Database errors
+// become DatabaseError objects whose `status` is what the request answers if uncaught.
+#include <v8.h>
+
+#include "data/query_builder.h"
+#include "data/request_transaction.h"
+#include "runtime/db_values.h"
+#include "runtime/function_context.h"
+
+namespace flux::runtime {
+
+namespace {
+
+v8::Local<v8::String> str(v8::Isolate* isolate, std::string_view s) {
+  return v8::String::NewFromUtf8(isolate, s.data(), v8::NewStringType::kNormal,
+                                 static_cast<int>(s.size()))
+      .ToLocalChecked();
+}
+
+// The HTTP status an uncaught database error answers, and its `code`.
+std::pair<int, std::string> classify(const Error& error) {
+  std::string sqlstate;
+  for (const auto& [key, value] : error.fields) {
+    if (key == "sqlstate") sqlstate = value;
+  }
+  switch (error.code) {
+    case ErrorCode::kUnavailable:
+      return {503, "unavailable"};
+    case ErrorCode::kResourceExhausted:
+      return {503, "busy"};
+    case ErrorCode::kInvalidArgument:
+      if (sqlstate.empty()) return {400, "invalid_argument"};
+      if (sqlstate == "23505") return {409, sqlstate};                // unique_violation
+      if (sqlstate.starts_with("22") || sqlstate.starts_with("23")) return {400, sqlstate};
+      return {500, sqlstate};
+    default:
+      return {500, errorCodeName(error.code)};
+  }
+}
+
+}  // namespace
+
+struct IsolateWorker::Database {
+  using Shape = std::function<v8::Local<v8::Value>(v8::Local<v8::Context>, const data::QueryResult&)>;
+
+  static IsolateWorker& worker(const v8::FunctionCallbackInfo<v8::Value>& info) {
+    return *static_cast<IsolateWorker*>(info.Data().As<v8::External>()->Value());
+  }
+
+  // Settles `resolver` in its context once the request's work is back on the loop.
+  static void settle(IsolateWorker& w, uint64_t serial, v8::Global<v8::Promise::Resolver> resolver,
+                     Result<data::QueryResult> result, const Shape& shape) {
+    auto c = w.contexts_.find(serial);
+    if (c == w.contexts_.end()) return;  // the context is gone: nobody awaits this any more
+    FunctionContext& fc = *c->second;
+    w.runInContext(fc, [&] {
+      v8::Local<v8::Context> context = w.isolate_->GetCurrentContext();
+      auto r = resolver.Get(w.isolate_);
+      if (result) {
+        discard(r->Resolve(context, shape(context, *result)));
+        return;
+      }
+      auto [status, code] = classify(result.error());
+      v8::Local<v8::Value> args[] = {str(w.isolate_, result.error().message),
+                                     str(w.isolate_, code), v8::Integer::New(w.isolate_, status)};
+      v8::Local<v8::Value> error;
+      if (fc.make_database_error.Get(w.isolate_)
+              ->Call(context, v8::Undefined(w.isolate_), 3, args)
+              .ToLocal(&error)) {
+        discard(r->Reject(context, error));
+      }
+    });
+  }
+
+  // The request's transaction, created at its first db call; nullptr (and a rejection) when
+  // there is no database or the request is over.
+  static data::RequestTransaction* transaction(IsolateWorker& w, uint32_t slot, std::string& why) {
+    auto it = w.pending_.find(slot);
+    if (it == w.pending_.end()) {
+      why = "ctx.db used after the request finished";
+      return nullptr;
+    }
+    if (w.database_ == nullptr) {
+      why = "no database is configured for this server";
+      return nullptr;
+    }
+    PendingRequest& p = *it->second;
+    if (!p.transaction) {
+      p.transaction = std::make_unique<data::RequestTransaction>(*w.database_, p.id.toString());
+    }
+    return p.transaction.get();
+  }
+
+  // Common prologue: a promise, the caller's context serial and its transaction.
+  struct Call {
+    IsolateWorker* worker = nullptr;
+    uint64_t serial = 0;
+    uint32_t slot = 0;
+    v8::Global<v8::Promise::Resolver> resolver;
+    data::RequestTransaction* transaction = nullptr;
+  };
+
+  static std::optional<Call> begin(const v8::FunctionCallbackInfo<v8::Value>& info) {
+    IsolateWorker& w = worker(info);
+    v8::Local<v8::Context> context = w.isolate_->GetCurrentContext();
+    auto resolver = v8::Promise::Resolver::New(context).ToLocalChecked();
+    info.GetReturnValue().Set(resolver->GetPromise());
+    Call call;
+    call.worker = &w;
+    call.serial = FunctionContext::from(context).serial;
+    call.slot = info[0]->Uint32Value(context).FromMaybe(0);
+    call.resolver.Reset(w.isolate_, resolver);
+    std::string why;
+    call.transaction = transaction(w, call.slot, why);
+    if (call.transaction == nullptr) {
+      settle(w, call.serial, std::move(call.resolver),
+             std::unexpected(Error{ErrorCode::kInvalidArgument, why, {}}), {});
+      return std::nullopt;
+    }
+    return call;
+  }
+
+  static void reject(Call& call, Error error) {
+    settle(*call.worker, call.serial, std::move(call.resolver), std::unexpected(std::move(error)),
+           {});
+  }
+
+  // Runs `then` with the worker's catalogue, loading it (or reloading it when `table` is not
+  // in it: created since) through the request's transaction.
+  static void withCatalog(Call& call, std::string table,
+                          std::move_only_function<void(Call&, Result<const data::Catalog*>)> then) {
+    IsolateWorker& w = *call.worker;
+    if (w.catalog_ && w.catalog_->find(table) != nullptr) return then(call, &*w.catalog_);
+    call.transaction->query(
+        data::Catalog::kQuery, {}, data::Prepare::kYes,
+        [call = std::move(call), then = std::move(then)](Result<data::QueryResult> r) mutable {
+          IsolateWorker& w = *call.worker;
+          if (!r) return then(call, std::unexpected(r.error()));
+          auto catalog = data::Catalog::fromResult(*r);
+          if (!catalog) return then(call, std::unexpected(catalog.error()));
+          w.catalog_ = std::move(*catalog);
+          then(call, &*w.catalog_);
+        });
+  }
+
+  static v8::Local<v8::Value> countAndRows(v8::Local<v8::Context> context,
+                                           const data::QueryResult& r) {
+    v8::Isolate* isolate = context->GetIsolate();
+    auto out = v8::Object::New(isolate);
+    discard(out->Set(context, str(isolate, "rows"), rowsToJs(context, r)));
+    discard(out->Set(context, str(isolate, "count"),
+                     v8::Number::New(isolate, static_cast<double>(r.affected))));
+    return out;
+  }
+
+  // [[column, value], ...] -> SQL values, checked against the table's columns when known.
+  static Result<std::vector<std::pair<std::string, data::SqlValue>>> entries(
+      v8::Local<v8::Context> context, v8::Local<v8::Value> list, const data::TableInfo* table) {
+    std::vector<std::pair<std::string, data::SqlValue>> out;
+    if (!list->IsArray()) return out;
+    auto array = list.As<v8::Array>();
+    v8::Isolate* isolate = context->GetIsolate();
+    for (uint32_t i = 0; i < array->Length(); ++i) {
+      auto pair = array->Get(context, i).ToLocalChecked().As<v8::Array>();
+      std::string column = Host::toUtf8(isolate, pair->Get(context, 0).ToLocalChecked());
+      const data::ColumnInfo* info = table ? table->column(column) : nullptr;
+      auto value = toSqlValue(context, pair->Get(context, 1).ToLocalChecked(),
+                              info ? std::string_view(info->type) : std::string_view());
+      if (!value) {
+        return fail(ErrorCode::kInvalidArgument,
+                    "column '" + column + "': " + value.error().message);
+      }
+      out.emplace_back(std::move(column), std::move(*value));
+    }
+    return out;
+  }
+
+  static Result<std::vector<data::WhereCondition>> where(v8::Local<v8::Context> context,
+                                                          v8::Local<v8::Value> list,
+                                                          const data::TableInfo* table) {
+    std::vector<data::WhereCondition> out;
+    auto array = list.As<v8::Array>();
+    v8::Isolate* isolate = context->GetIsolate();
+    for (uint32_t i = 0; i < array->Length(); ++i) {
+      auto pair = array->Get(context, i).ToLocalChecked().As<v8::Array>();
+      std::string column = Host::toUtf8(isolate, pair->Get(context, 0).ToLocalChecked());
+      v8::Local<v8::Value> value = pair->Get(context, 1).ToLocalChecked();
+      const data::ColumnInfo* info = table ? table->column(column) : nullptr;
+      std::string_view type = info ? std::string_view(info->type) : std::string_view();
+      if (value->IsArray()) {
+        std::vector<data::SqlValue> values;
+        auto items = value.As<v8::Array>();
+        for (uint32_t k = 0; k < items->Length(); ++k) {
+          auto v = toSqlValue(context, items->Get(context, k).ToLocalChecked(), type);
+          if (!v) return std::unexpected(v.error());
+          values.push_back(std::move(*v));
+        }
+        out.push_back({std::move(column), std::move(values)});
+      } else {
+        auto v = toSqlValue(context, value, type);
+        if (!v) return std::unexpected(v.error());
+        out.push_back({std::move(column), std::move(*v)});
+      }
+    }
+    return out;
+  }
+
+  static std::string jsonOf(v8::Local<v8::Context> context, v8::Local<v8::Value> entries) {
+    v8::Isolate* isolate = context->GetIsolate();
+    auto object = v8::Object::New(isolate);
+    if (entries->IsArray()) {
+      auto array = entries.As<v8::Array>();
+      for (uint32_t i = 0; i < array->Length(); ++i) {
+        auto pair = array->Get(context, i).ToLocalChecked().As<v8::Array>();
+        discard(object->Set(context, pair->Get(context, 0).ToLocalChecked(),
+                            pair->Get(context, 1).ToLocalChecked()));
+      }
+    }
+    v8::Local<v8::String> json;
+    return v8::JSON::Stringify(context, object).ToLocal(&json) ? Host::toUtf8(isolate, json) : "{}";
+  }
+
+  static bool isTransactionControl(std::string_view sql) {
+    size_t i = sql.find_first_not_of(" \t\r\n(");
+    if (i == std::string_view::npos) return false;
+    std::string word;
+    for (; i < sql.size() && isalpha(static_cast<unsigned char>(sql[i])); ++i) {
+      word.push_back(static_cast<char>(tolower(static_cast<unsigned char>(sql[i]))));
+    }
+    return word == "begin" || word == "commit" || word == "rollback" || word == "savepoint" ||
+           word == "release" || word == "end" || word == "abort" || word == "start";
+  }
+
+  // dbUpdate(slot, table, where, set) / dbDelete(slot, table, where) -> {rows, count}
+  static void changeRows(const v8::FunctionCallbackInfo<v8::Value>& info, const char* op) {
+      auto call = begin(info);
+      if (!call) return;
+      v8::Isolate* iso = info.GetIsolate();
+      std::string table = Host::toUtf8(iso, info[1]);
+      v8::Global<v8::Value> where_list(iso, info[2]);
+      v8::Global<v8::Value> set_list(iso, std::string_view(op) == "UPDATE"
+                                              ? info[3]
+                                              : v8::Undefined(iso).As<v8::Value>());
+      withCatalog(*call, table, [table, op, where_list = std::move(where_list),
+                                 set_list = std::move(set_list)](
+                                    Call& call, Result<const data::Catalog*> catalog) mutable {
+        if (!catalog) return reject(call, catalog.error());
+        IsolateWorker& w = *call.worker;
+        auto c = w.contexts_.find(call.serial);
+        if (c == w.contexts_.end()) return;
+        v8::HandleScope scope(w.isolate_);
+        v8::Local<v8::Context> context = c->second->context.Get(w.isolate_);
+        v8::Context::Scope context_scope(context);
+        const data::TableInfo* info = (*catalog)->find(table);
+        auto conditions = where(context, where_list.Get(w.isolate_), info);
+        if (!conditions) return reject(call, conditions.error());
+        bool is_update = std::string_view(op) == "UPDATE";
+        Result<data::BuiltQuery> q;
+        if (is_update) {
+          auto set = entries(context, set_list.Get(w.isolate_), info);
+          if (!set) return reject(call, set.error());
+          q = data::buildUpdate(**catalog, table, *conditions, *set);
+        } else {
+          q = data::buildDelete(**catalog, table, *conditions);
+        }
+        if (!q) return reject(call, q.error());
+        data::ZeroRowChange zero{q->table->schema, q->table->name, op,
+                                 jsonOf(context, where_list.Get(w.isolate_)),
+                                 is_update ? std::optional<std::string>(
+                                                 jsonOf(context, set_list.Get(w.isolate_)))
+                                           : std::nullopt,
+                                 false};
+        data::RequestTransaction* txn = call.transaction;
+        txn->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
+                   [call = std::move(call), zero = std::move(zero)](
+                       Result<data::QueryResult> r) mutable {
+                     if (r && r->affected == 0) call.transaction->recordZeroRows(std::move(zero));
+                     settle(*call.worker, call.serial, std::move(call.resolver), std::move(r),
+                            countAndRows);
+                   });
+      });
+  }
+
+  static void install(v8::Isolate* isolate, v8::Local<v8::Context> context,
+                      v8::Local<v8::Object> host, IsolateWorker& w) {
+    v8::Local<v8::External> data = v8::External::New(isolate, &w);
+    auto define = [&](const char* name, v8::FunctionCallback callback) {
+      discard(host->Set(context, str(isolate, name),
+                        v8::Function::New(context, callback, data).ToLocalChecked()));
+    };
+
+    // dbQuery(slot, sql, params) -> Promise<{rows, count}>
+    define("dbQuery", [](const v8::FunctionCallbackInfo<v8::Value>& info) {
+      auto call = begin(info);
+      if (!call) return;
+      v8::Local<v8::Context> context = info.GetIsolate()->GetCurrentContext();
+      std::string sql = Host::toUtf8(info.GetIsolate(), info[1]);
+      if (isTransactionControl(sql)) {
+        return reject(*call, Error{ErrorCode::kInvalidArgument,
+                                   "ctx.db.query: transaction control statements are managed by "
+                                   "Flux (one transaction per request); use ctx.db.transaction()",
+                                   {}});
+      }
+      data::QueryParams params;
+      if (info[2]->IsArray()) {
+        auto array = info[2].As<v8::Array>();
+        for (uint32_t i = 0; i < array->Length(); ++i) {
+          auto v = toSqlValue(context, array->Get(context, i).ToLocalChecked());
+          if (!v) {
+            return reject(*call, Error{ErrorCode::kInvalidArgument,
+                                       "parameter $" + std::to_string(i + 1) + ": " +
+                                           v.error().message,
+                                       {}});
+          }
+          params.push_back(std::move(*v));
+        }
+      }
+      data::RequestTransaction* txn = call->transaction;
+      txn->query(std::move(sql), std::move(params), data::Prepare::kNo,
+                 [call = std::move(*call)](Result<data::QueryResult> r) mutable {
+                   settle(*call.worker, call.serial, std::move(call.resolver), std::move(r),
+                          countAndRows);
+                 });
+    });
+
+    // dbInsert(slot, table, rows: [[[column, value], ...], ...]) -> Promise<{rows, count}>
+    define("dbInsert", [](const v8::FunctionCallbackInfo<v8::Value>& info) {
+      auto call = begin(info);
+      if (!call) return;
+      v8::Isolate* iso = info.GetIsolate();
+      std::string table = Host::toUtf8(iso, info[1]);
+      v8::Global<v8::Value> rows(iso, info[2]);
+      withCatalog(*call, table, [table, rows = std::move(rows)](
+                                    Call& call, Result<const data::Catalog*> catalog) mutable {
+        if (!catalog) return reject(call, catalog.error());
+        IsolateWorker& w = *call.worker;
+        auto c = w.contexts_.find(call.serial);
+        if (c == w.contexts_.end()) return;
+        v8::HandleScope scope(w.isolate_);
+        v8::Local<v8::Context> context = c->second->context.Get(w.isolate_);
+        v8::Context::Scope context_scope(context);
+        const data::TableInfo* info = (*catalog)->find(table);
+        std::vector<data::InsertRow> insert_rows;
+        auto list = rows.Get(w.isolate_);
+        if (list->IsArray()) {
+          auto array = list.As<v8::Array>();
+          for (uint32_t i = 0; i < array->Length(); ++i) {
+            auto values = entries(context, array->Get(context, i).ToLocalChecked(), info);
+            if (!values) return reject(call, values.error());
+            insert_rows.push_back({std::move(*values)});
+          }
+        }
+        auto q = data::buildInsert(**catalog, table, insert_rows);
+        if (!q) return reject(call, q.error());
+        call.transaction->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
+                                [call = std::move(call)](Result<data::QueryResult> r) mutable {
+                                  settle(*call.worker, call.serial, std::move(call.resolver),
+                                         std::move(r), countAndRows);
+                                });
+      });
+    });
+
+    define("dbUpdate", [](const v8::FunctionCallbackInfo<v8::Value>& info) {
+      changeRows(info, "UPDATE");
+    });
+    define("dbDelete", [](const v8::FunctionCallbackInfo<v8::Value>& info) {
+      changeRows(info, "DELETE");
+    });
+
+    // dbSavepoint(slot, "begin" | "release" | "rollback") -> Promise<undefined>
+    define("dbSavepoint", [](const v8::FunctionCallbackInfo<v8::Value>& info) {
+      auto call = begin(info);
+      if (!call) return;
+      std::string op = Host::toUtf8(info.GetIsolate(), info[1]);
+      data::SavepointOp kind = op == "begin"     ? data::SavepointOp::kBegin
+                               : op == "release" ? data::SavepointOp::kRelease
+                                                 : data::SavepointOp::kRollback;
+      data::RequestTransaction* txn = call->transaction;
+      txn->savepoint(kind, [call = std::move(*call)](Result<data::QueryResult> r) mutable {
+        settle(*call.worker, call.serial, std::move(call.resolver), std::move(r),
+               [](v8::Local<v8::Context> context, const data::QueryResult&) {
+                 return v8::Undefined(context->GetIsolate()).As<v8::Value>();
+               });
+      });
+    });
+  }
+};
+
+void installDatabaseBindings(v8::Isolate* isolate, v8::Local<v8::Context> context,
+                             v8::Local<v8::Object> host, IsolateWorker& worker) {
+  IsolateWorker::Database::install(isolate, context, host, worker);
+}
+
+}  // namespace flux::runtime
