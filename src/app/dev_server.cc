@@ -1,9 +1,8 @@
 #include "app/dev_server.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
-
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,8 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "app/bundler.h"
 #include "admin/admin_api.h"
+#include "app/bundler.h"
 #include "app/migrations.h"
 #include "data/mutation_log.h"
 #include "gateway/gateway.h"
@@ -94,8 +93,8 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
   server_options.idle_timeout = dev->options_.idle_timeout;
   server_options.body_limit = dev->options_.body_limit;
   DevServer* self = dev.get();
-  auto server = net::HttpServer::start(
-      server_options, [self, runtime_options](net::WorkerLoop& loop) {
+  auto server =
+      net::HttpServer::start(server_options, [self, runtime_options](net::WorkerLoop& loop) {
         return std::make_unique<gateway::Gateway>(
             std::make_unique<SystemRandom>(), self->clock_, self->log_,
             [self, &loop, runtime_options](Random& random) {
@@ -123,7 +122,6 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
   }
   return dev;
 }
-
 
 // <project>/.flux/dev.json: where CLI commands run inside the project find this server.
 // Readable by the owner only: it holds the admin token.
@@ -243,8 +241,8 @@ int runDev(const DevOptions& options) {
     return 1;
   }
   std::string base = fmt::format("http://{}:{}", options.host, (*dev)->port());
-  std::string banner = fmt::format("Flux dev server listening on {}\n  database: {}\n",
-                                   base, (*dev)->databaseDescription());
+  std::string banner = fmt::format("Flux dev server listening on {}\n  database: {}\n", base,
+                                   (*dev)->databaseDescription());
   std::string example;
   for (const FunctionSpec& f : (*dev)->project().functions) {
     banner += fmt::format("  {:6} {:24} functions/{}\n", f.method, f.route, f.folder);
@@ -265,7 +263,8 @@ int runDev(const DevOptions& options) {
   sigaddset(&signals, SIGTERM);
   int received = 0;
   sigwait(&signals, &received);
-  log.write(fmt::format("\nflux dev: {}, shutting down", received == SIGINT ? "interrupted" : "terminated"));
+  log.write(fmt::format("\nflux dev: {}, shutting down",
+                        received == SIGINT ? "interrupted" : "terminated"));
   dev->reset();
   return 0;
 }

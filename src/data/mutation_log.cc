@@ -100,6 +100,12 @@ BEGIN
     END LOOP;
   END IF;
   IF current_setting('flux.capture', true) = 'on' THEN
+    IF current_setting('client_min_messages') IN ('warning', 'error') THEN
+      -- The notice would never reach Flux: fail rather than lose the change.
+      RAISE EXCEPTION 'flux cannot log this change: client_min_messages is %',
+        current_setting('client_min_messages')
+        USING HINT = 'the capture notices need client_min_messages at notice or below';
+    END IF;
     RAISE NOTICE USING ERRCODE = 'FX001', MESSAGE =
       '{"s":' || to_json(TG_TABLE_SCHEMA) || ',"t":' || to_json(TG_TABLE_NAME) ||
       ',"op":"' || TG_OP || '","pk":' || coalesce(to_json(pk)::text, 'null') ||
@@ -331,18 +337,19 @@ bool isHexDigit(char c) { return std::isxdigit(static_cast<unsigned char>(c)) !=
 
 }  // namespace
 
-// The elements' old and new are computed once each (OFFSET 0 keeps the subquery from being
-// flattened, which would repeat them inside the inlined row_diff).
+// One row per element, in array order: the only plan for a LATERAL call is a nested loop over
+// jsonb_array_elements, which yields the elements in order (an ORDER BY would add a sort to
+// every request's commit). old and new are computed once per element (OFFSET 0 keeps the
+// subquery from being flattened, which would repeat them inside the inlined row_diff).
 const char* const kStoreCapturedSql = R"sql(
 INSERT INTO flux.state_mutations
   (request_id, schema_name, table_name, pk, op, old, new, changed_columns, txid, at, rolled_back)
 SELECT $2::uuid, r.e ->> 's', r.e ->> 't', r.e ->> 'pk', r.e ->> 'op', r.old, r.new,
        d.changed_columns, (r.e ->> 'tx')::bigint, (r.e ->> 'at')::timestamptz, $3::boolean
-FROM (SELECT e, ord, nullif(e -> 'old', 'null') AS old, nullif(e -> 'new', 'null') AS new
-      FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS m(e, ord)
+FROM (SELECT e, nullif(e -> 'old', 'null') AS old, nullif(e -> 'new', 'null') AS new
+      FROM jsonb_array_elements($1::jsonb) AS m(e)
       OFFSET 0) AS r
-CROSS JOIN LATERAL flux.row_diff(r.old, r.new) AS d
-ORDER BY r.ord)sql";
+CROSS JOIN LATERAL flux.row_diff(r.old, r.new) AS d)sql";
 
 // Stored before COMMIT, txid is the request's transaction when it has written anything; after
 // a ROLLBACK the statement runs in a transaction of its own, whose id would mislead: NULL.

@@ -10,7 +10,9 @@
 //            "old": row or null, "new": row or null, "tx": txid, "at": ISO 8601 timestamp}.
 //         Notices reach the client even from a transaction that later rolls back: the request
 //         collects them and stores them with kStoreCapturedSql, before its COMMIT (in the same
-//         transaction) or after its ROLLBACK (marked rolled back).
+//         transaction) or after its ROLLBACK (marked rolled back). A session whose
+//         client_min_messages hides notices (warning, error) gets an error instead of a silent
+//         loss: Flux's connections must keep it at notice.
 //   else  (psql, migrations, other applications): inserts the row into flux.state_mutations
 //         itself, with request_id NULL and actor "<session_user> (<application_name>)".
 // pk is the key's values as text, composite keys joined with ',' (NULL without a primary key).
@@ -19,9 +21,15 @@
 // SELECT INTO; captureAllTables() covers what it cannot see (tables created before, or without
 // the event trigger). Tables in the schemas flux, pg_catalog, information_schema and pg_toast,
 // temporary tables and partitioned parents are not captured (partitions are, under their own
-// name). The SQL objects: flux.capture(), flux.record_external(...), flux.changed_columns(old,
-// new), flux.primary_key_columns(regclass), flux.capture_is_current(regclass),
-// flux.install_capture(regclass), flux.install_capture_all(), flux.capture_ddl().
+// name). The SQL objects: flux.capture(), flux.record_external(...), flux.row_diff(old, new)
+// (changed columns, inlined into the statements that store rows), flux.changed_columns(old,
+// new) (the same for queries by hand), flux.primary_key_columns(regclass),
+// flux.capture_is_current(regclass), flux.install_capture(regclass),
+// flux.install_capture_all(), flux.capture_ddl().
+//
+// Cost (PostgreSQL 15, this machine): the trigger adds ~10 us of server time to a row in 'on'
+// mode and ~45 us in external mode; kStoreCapturedSql costs ~30 us for a one-row request.
+// bench/mutation_trigger.sh measures it.
 //
 // Thread: the functions here block (libpq, synchronous): the control path at start-up only.
 #pragma once

@@ -51,8 +51,8 @@ class Session {
 
   // Runs sql (with text parameters, NULL for nullopt) and returns its rows; a failure is a
   // test failure (returning no rows).
-  std::vector<Row> query(const std::string& sql, const std::vector<std::optional<std::string>>&
-                                                     params = {}) {
+  std::vector<Row> query(const std::string& sql,
+                         const std::vector<std::optional<std::string>>& params = {}) {
     auto result = run(sql, params);
     std::vector<Row> rows;
     ExecStatusType status = PQresultStatus(result.get());
@@ -209,8 +209,20 @@ class MutationLogTest : public ::testing::Test {
   std::vector<std::string> roles_;
 };
 
-enum Column { kRequest, kActor, kSchema, kTable, kPk, kOp, kOld, kNew, kChanged, kTxid,
-              kRolledBack, kRowsAffected };
+enum Column {
+  kRequest,
+  kActor,
+  kSchema,
+  kTable,
+  kPk,
+  kOp,
+  kOld,
+  kNew,
+  kChanged,
+  kTxid,
+  kRolledBack,
+  kRowsAffected
+};
 
 TEST_F(MutationLogTest, InstallIsIdempotent) {
   install();
@@ -270,8 +282,8 @@ TEST_F(MutationLogTest, CaptureAllTablesCoversTablesCreatedBeforeInstall) {
   EXPECT_EQ(triggerArgs(s, "public.other"), "id");
 
   // An up-to-date trigger is left alone; a missing one comes back.
-  std::string before = s.value(
-      "SELECT xmin::text FROM pg_trigger WHERE tgrelid = 'public.other'::regclass");
+  std::string before =
+      s.value("SELECT xmin::text FROM pg_trigger WHERE tgrelid = 'public.other'::regclass");
   s.exec("DROP TRIGGER flux_capture ON public.early");
   EXPECT_EQ(s.value("SELECT flux.install_capture_all()"), "1");
   EXPECT_EQ(triggerArgs(s, "public.early"), "id");
@@ -361,9 +373,9 @@ TEST_F(MutationLogTest, RequestTransactionSendsNoticesInsteadOfRows) {
   s.exec("COMMIT");
   auto rows = mutations(s);
   ASSERT_EQ(rows.size(), 3u);
-  EXPECT_EQ(rows[0], (Row{kRequestId, std::nullopt, "public", "users", "2", "INSERT", std::nullopt,
-                          R"({"id": 2, "name": "Bob \"the\" builder"})", "{id,name}", txid, "f",
-                          "1"}));
+  EXPECT_EQ(rows[0],
+            (Row{kRequestId, std::nullopt, "public", "users", "2", "INSERT", std::nullopt,
+                 R"({"id": 2, "name": "Bob \"the\" builder"})", "{id,name}", txid, "f", "1"}));
   EXPECT_EQ(rows[1], (Row{kRequestId, std::nullopt, "public", "users", "1", "UPDATE",
                           R"({"id": 1, "name": null})", R"({"id": 1, "name": "Alice Smith"})",
                           "{name}", txid, "f", "1"}));
@@ -410,6 +422,19 @@ TEST_F(MutationLogTest, NoticesArriveFromATransactionThatRollsBack) {
   // The transaction id is the rolled-back one's, not the storing transaction's.
   EXPECT_EQ(rows[0][kTxid], txid);
   EXPECT_EQ(rows[1][kTxid], txid);
+}
+
+TEST_F(MutationLogTest, HiddenNoticesFailTheWriteInsteadOfLosingIt) {
+  install();
+  Session s = session();
+  s.exec("CREATE TABLE public.users (id int PRIMARY KEY, name text)");
+  s.exec("SET client_min_messages = warning");
+  s.script(*beginRequestTransactionSql(kRequestId));
+  EXPECT_EQ(s.failing("INSERT INTO public.users VALUES (1, 'Alice')"), "P0001");
+  s.exec("ROLLBACK");
+  // Outside a request the trigger inserts the row itself: notices do not matter.
+  s.exec("INSERT INTO public.users VALUES (1, 'Alice')");
+  EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations"), "1");
 }
 
 TEST_F(MutationLogTest, CompositeKeyInKeyOrder) {
@@ -472,16 +497,16 @@ TEST_F(MutationLogTest, ZeroRowChangesAreStored) {
   install();
   Session s = session();
   s.exec("BEGIN");
-  s.query(kStoreZeroRowSql, {kRequestId, "public", "users", "UPDATE", R"({"id": 42})",
-                             R"({"name": "x"})", "f"});
+  s.query(kStoreZeroRowSql,
+          {kRequestId, "public", "users", "UPDATE", R"({"id": 42})", R"({"name": "x"})", "f"});
   s.exec("COMMIT");
   s.query(kStoreZeroRowSql,
           {kRequestId, "public", "users", "DELETE", R"({"id": 43})", std::nullopt, "t"});
   auto rows = mutations(s);
   ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(rows[0], (Row{kRequestId, std::nullopt, "public", "users", std::nullopt, "UPDATE",
-                          R"({"id": 42})", R"({"name": "x"})", std::nullopt, rows[0][kTxid],
-                          "f", "0"}));
+  EXPECT_EQ(rows[0],
+            (Row{kRequestId, std::nullopt, "public", "users", std::nullopt, "UPDATE",
+                 R"({"id": 42})", R"({"name": "x"})", std::nullopt, rows[0][kTxid], "f", "0"}));
   EXPECT_EQ(rows[1], (Row{kRequestId, std::nullopt, "public", "users", std::nullopt, "DELETE",
                           R"({"id": 43})", std::nullopt, std::nullopt, std::nullopt, "t", "0"}));
 }
@@ -492,8 +517,7 @@ TEST_F(MutationLogTest, ChangedColumnsAreSortedOverBothRows) {
   EXPECT_EQ(s.value(R"(SELECT flux.changed_columns('{"b": 1, "a": 2, "c": 3}',
                                                    '{"b": 1, "a": 3, "Z": null}')::text)"),
             "{Z,a,c}");
-  EXPECT_EQ(s.value(R"(SELECT flux.changed_columns(NULL, '{"b": 1, "a": null}')::text)"),
-            "{a,b}");
+  EXPECT_EQ(s.value(R"(SELECT flux.changed_columns(NULL, '{"b": 1, "a": null}')::text)"), "{a,b}");
   EXPECT_EQ(s.value(R"(SELECT flux.changed_columns('{"x": 1}', NULL)::text)"), "{x}");
   EXPECT_EQ(s.value(R"(SELECT flux.changed_columns('{"x": 1}', '{"x": 1}')::text)"), "{}");
 }
@@ -565,11 +589,11 @@ TEST(BeginRequestTransactionSql, InlinesACanonicalUuid) {
 }
 
 TEST(BeginRequestTransactionSql, RejectsAnythingElse) {
-  for (const char* id : {"", "not-a-uuid", "0190f3c27a1b7c3d8e4f123456789abc",
-                         "0190f3c2-7a1b-7c3d-8e4f-123456789abc0",
-                         "0190f3c2-7a1b-7c3d-8e4f-123456789ab", "0190f3c2-7a1b-7c3d-8e4f_123456789abc",
-                         "0190f3c2-7a1b-7c3d-8e4f-12345678'abc", "g190f3c2-7a1b-7c3d-8e4f-123456789abc",
-                         "{0190f3c2-7a1b-7c3d-8e4f-123456789abc}"}) {
+  for (const char* id :
+       {"", "not-a-uuid", "0190f3c27a1b7c3d8e4f123456789abc",
+        "0190f3c2-7a1b-7c3d-8e4f-123456789abc0", "0190f3c2-7a1b-7c3d-8e4f-123456789ab",
+        "0190f3c2-7a1b-7c3d-8e4f_123456789abc", "0190f3c2-7a1b-7c3d-8e4f-12345678'abc",
+        "g190f3c2-7a1b-7c3d-8e4f-123456789abc", "{0190f3c2-7a1b-7c3d-8e4f-123456789abc}"}) {
     auto sql = beginRequestTransactionSql(id);
     ASSERT_FALSE(sql) << id;
     EXPECT_EQ(sql.error().code, ErrorCode::kInvalidArgument) << id;

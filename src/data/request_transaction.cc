@@ -6,18 +6,20 @@ namespace flux::data {
 
 namespace {
 
-std::string jsonArray(const std::vector<CapturedMutation>& captured, bool rolled_back_only,
-                      bool include_all) {
-  std::string out = "[";
-  bool first = true;
+// The captured mutations as runs of one rolled_back flag, in capture order: each run becomes
+// one store statement, so the log's ids follow the order the writes happened in.
+std::vector<std::pair<std::string, bool>> storeRuns(const std::vector<CapturedMutation>& captured,
+                                                    bool all_rolled_back) {
+  std::vector<std::pair<std::string, bool>> runs;
   for (const CapturedMutation& m : captured) {
-    if (!include_all && m.rolled_back != rolled_back_only) continue;
-    if (!first) out.push_back(',');
-    first = false;
-    out += m.payload;
+    bool rolled_back = all_rolled_back || m.rolled_back;
+    if (runs.empty() || runs.back().second != rolled_back) runs.emplace_back("[", rolled_back);
+    std::string& json = runs.back().first;
+    if (json.size() > 1) json.push_back(',');
+    json += m.payload;
   }
-  out.push_back(']');
-  return first ? std::string() : out;
+  for (auto& [json, rolled_back] : runs) json.push_back(']');
+  return runs;
 }
 
 }  // namespace
@@ -171,15 +173,9 @@ void RequestTransaction::storeAndEnd(TransactionOutcome outcome,
     return;
   }
   // Commit: store the mutations in the same transaction, then COMMIT.
-  std::string committed = jsonArray(captured_, false, false);
-  std::string rolled = jsonArray(captured_, true, false);
-  if (!committed.empty()) {
-    connection.query(kStoreCapturedSql, {committed, request_id_, "f"}, Prepare::kYes,
-                     [](Result<QueryResult>) {});
-  }
-  if (!rolled.empty()) {
-    connection.query(kStoreCapturedSql, {rolled, request_id_, "t"}, Prepare::kYes,
-                     [](Result<QueryResult>) {});
+  for (auto& [json, rolled_back] : storeRuns(captured_, false)) {
+    connection.query(kStoreCapturedSql, {std::move(json), request_id_, rolled_back ? "t" : "f"},
+                     Prepare::kYes, [](Result<QueryResult>) {});
   }
   for (const ZeroRowChange& z : zero_rows_) {
     connection.query(
@@ -212,9 +208,8 @@ void RequestTransaction::storeAndEnd(TransactionOutcome outcome,
 
 void RequestTransaction::storeRolledBack(std::move_only_function<void()> then) {
   PgConnection& connection = lease_.connection();
-  std::string all = jsonArray(captured_, true, true);
-  if (!all.empty()) {
-    connection.query(kStoreCapturedSql, {all, request_id_, "t"}, Prepare::kYes,
+  for (auto& [json, rolled_back] : storeRuns(captured_, true)) {
+    connection.query(kStoreCapturedSql, {std::move(json), request_id_, "t"}, Prepare::kYes,
                      [](Result<QueryResult>) {});
   }
   for (const ZeroRowChange& z : zero_rows_) {

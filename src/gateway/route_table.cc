@@ -60,9 +60,9 @@ Result<RouteTable> RouteTable::build(std::vector<RouteSpec> routes) {
   for (size_t i = 0; i < routes.size(); ++i) {
     for (size_t j = i + 1; j < routes.size(); ++j) {
       if (routes[i].method == routes[j].method && compiled[i].segments == compiled[j].segments) {
-        return fail(ErrorCode::kAlreadyExists,
-                    "functions '" + routes[i].bundle->name + "' and '" + routes[j].bundle->name +
-                        "' both serve " + routes[i].method + " " + routes[i].path);
+        return fail(ErrorCode::kAlreadyExists, "functions '" + routes[i].bundle->name + "' and '" +
+                                                   routes[j].bundle->name + "' both serve " +
+                                                   routes[i].method + " " + routes[i].path);
       }
     }
   }

@@ -41,8 +41,8 @@ class RouteTable {
     std::vector<std::string> segments;  // ":id" marks a parameter
     int static_count = 0;
   };
-  std::vector<RouteSpec> routes_;      // most specific first
-  std::vector<Compiled> compiled_;     // parallel to routes_
+  std::vector<RouteSpec> routes_;   // most specific first
+  std::vector<Compiled> compiled_;  // parallel to routes_
 };
 
 }  // namespace flux::gateway

@@ -30,8 +30,8 @@ TEST(RouteTable, MatchesStaticAndParameterRoutes) {
 }
 
 TEST(RouteTable, DistinguishesNotFoundFromWrongMethod) {
-  auto table = RouteTable::build({{"POST", "/orders", bundle("orders")},
-                                  {"PUT", "/orders", bundle("orders_put")}});
+  auto table = RouteTable::build(
+      {{"POST", "/orders", bundle("orders")}, {"PUT", "/orders", bundle("orders_put")}});
   ASSERT_TRUE(table);
   EXPECT_EQ(table->match("GET", "/nothing").outcome, Outcome::kNotFound);
   auto m = table->match("GET", "/orders");
@@ -40,8 +40,8 @@ TEST(RouteTable, DistinguishesNotFoundFromWrongMethod) {
 }
 
 TEST(RouteTable, AnyAndHead) {
-  auto table = RouteTable::build({{"ANY", "/echo", bundle("echo")},
-                                  {"GET", "/page", bundle("page")}});
+  auto table =
+      RouteTable::build({{"ANY", "/echo", bundle("echo")}, {"GET", "/page", bundle("page")}});
   ASSERT_TRUE(table);
   EXPECT_EQ(table->match("DELETE", "/echo").outcome, Outcome::kFound);
   EXPECT_EQ(table->match("HEAD", "/page").outcome, Outcome::kFound);

@@ -32,7 +32,7 @@ std::pair<int, std::string> classify(const Error& error) {
       return {503, "busy"};
     case ErrorCode::kInvalidArgument:
       if (sqlstate.empty()) return {400, "invalid_argument"};
-      if (sqlstate == "23505") return {409, sqlstate};                // unique_violation
+      if (sqlstate == "23505") return {409, sqlstate};  // unique_violation
       if (sqlstate.starts_with("22") || sqlstate.starts_with("23")) return {400, sqlstate};
       return {500, sqlstate};
     default:
@@ -43,7 +43,8 @@ std::pair<int, std::string> classify(const Error& error) {
 }  // namespace
 
 struct IsolateWorker::Database {
-  using Shape = std::function<v8::Local<v8::Value>(v8::Local<v8::Context>, const data::QueryResult&)>;
+  using Shape =
+      std::function<v8::Local<v8::Value>(v8::Local<v8::Context>, const data::QueryResult&)>;
 
   static IsolateWorker& worker(const v8::FunctionCallbackInfo<v8::Value>& info) {
     return *static_cast<IsolateWorker*>(info.Data().As<v8::External>()->Value());
@@ -63,8 +64,8 @@ struct IsolateWorker::Database {
         return;
       }
       auto [status, code] = classify(result.error());
-      v8::Local<v8::Value> args[] = {str(w.isolate_, result.error().message),
-                                     str(w.isolate_, code), v8::Integer::New(w.isolate_, status)};
+      v8::Local<v8::Value> args[] = {str(w.isolate_, result.error().message), str(w.isolate_, code),
+                                     v8::Integer::New(w.isolate_, status)};
       v8::Local<v8::Value> error;
       if (fc.make_database_error.Get(w.isolate_)
               ->Call(context, v8::Undefined(w.isolate_), 3, args)
@@ -127,12 +128,19 @@ struct IsolateWorker::Database {
            {});
   }
 
-  // Runs `then` with the worker's catalogue, loading it (or reloading it when `table` is not
-  // in it: created since) through the request's transaction.
-  static void withCatalog(Call& call, std::string table,
+  // Runs `then` with the worker's catalogue, loading it (or reloading it when `table` or one of
+  // `columns` is not in it: created or altered since) through the request's transaction.
+  static void withCatalog(Call& call, std::string table, std::vector<std::string> columns,
                           std::move_only_function<void(Call&, Result<const data::Catalog*>)> then) {
     IsolateWorker& w = *call.worker;
-    if (w.catalog_ && w.catalog_->find(table) != nullptr) return then(call, &*w.catalog_);
+    if (w.catalog_) {
+      const data::TableInfo* info = w.catalog_->find(table);
+      bool known = info != nullptr;
+      for (size_t i = 0; known && i < columns.size(); ++i) {
+        known = info->column(columns[i]) != nullptr;
+      }
+      if (known) return then(call, &*w.catalog_);
+    }
     call.transaction->query(
         data::Catalog::kQuery, {}, data::Prepare::kYes,
         [call = std::move(call), then = std::move(then)](Result<data::QueryResult> r) mutable {
@@ -143,6 +151,25 @@ struct IsolateWorker::Database {
           w.catalog_ = std::move(*catalog);
           then(call, &*w.catalog_);
         });
+  }
+
+  // The column names of [[column, value], ...] lists (one list, or a list of them for insert).
+  static void collectColumns(v8::Local<v8::Context> context, v8::Local<v8::Value> list, int depth,
+                             std::vector<std::string>& out) {
+    if (!list->IsArray()) return;
+    auto array = list.As<v8::Array>();
+    for (uint32_t i = 0; i < array->Length(); ++i) {
+      v8::Local<v8::Value> item;
+      if (!array->Get(context, i).ToLocal(&item) || !item->IsArray()) continue;
+      if (depth > 0) {
+        collectColumns(context, item, depth - 1, out);
+      } else {
+        v8::Local<v8::Value> name;
+        if (item.As<v8::Array>()->Get(context, 0).ToLocal(&name)) {
+          out.push_back(Host::toUtf8(context->GetIsolate(), name));
+        }
+      }
+    }
   }
 
   static v8::Local<v8::Value> countAndRows(v8::Local<v8::Context> context,
@@ -178,8 +205,8 @@ struct IsolateWorker::Database {
   }
 
   static Result<std::vector<data::WhereCondition>> where(v8::Local<v8::Context> context,
-                                                          v8::Local<v8::Value> list,
-                                                          const data::TableInfo* table) {
+                                                         v8::Local<v8::Value> list,
+                                                         const data::TableInfo* table) {
     std::vector<data::WhereCondition> out;
     auto array = list.As<v8::Array>();
     v8::Isolate* isolate = context->GetIsolate();
@@ -235,52 +262,58 @@ struct IsolateWorker::Database {
 
   // dbUpdate(slot, table, where, set) / dbDelete(slot, table, where) -> {rows, count}
   static void changeRows(const v8::FunctionCallbackInfo<v8::Value>& info, const char* op) {
-      auto call = begin(info);
-      if (!call) return;
-      v8::Isolate* iso = info.GetIsolate();
-      std::string table = Host::toUtf8(iso, info[1]);
-      v8::Global<v8::Value> where_list(iso, info[2]);
-      v8::Global<v8::Value> set_list(iso, std::string_view(op) == "UPDATE"
-                                              ? info[3]
-                                              : v8::Undefined(iso).As<v8::Value>());
-      withCatalog(*call, table, [table, op, where_list = std::move(where_list),
-                                 set_list = std::move(set_list)](
-                                    Call& call, Result<const data::Catalog*> catalog) mutable {
-        if (!catalog) return reject(call, catalog.error());
-        IsolateWorker& w = *call.worker;
-        auto c = w.contexts_.find(call.serial);
-        if (c == w.contexts_.end()) return;
-        v8::HandleScope scope(w.isolate_);
-        v8::Local<v8::Context> context = c->second->context.Get(w.isolate_);
-        v8::Context::Scope context_scope(context);
-        const data::TableInfo* info = (*catalog)->find(table);
-        auto conditions = where(context, where_list.Get(w.isolate_), info);
-        if (!conditions) return reject(call, conditions.error());
-        bool is_update = std::string_view(op) == "UPDATE";
-        Result<data::BuiltQuery> q;
-        if (is_update) {
-          auto set = entries(context, set_list.Get(w.isolate_), info);
-          if (!set) return reject(call, set.error());
-          q = data::buildUpdate(**catalog, table, *conditions, *set);
-        } else {
-          q = data::buildDelete(**catalog, table, *conditions);
-        }
-        if (!q) return reject(call, q.error());
-        data::ZeroRowChange zero{q->table->schema, q->table->name, op,
-                                 jsonOf(context, where_list.Get(w.isolate_)),
-                                 is_update ? std::optional<std::string>(
-                                                 jsonOf(context, set_list.Get(w.isolate_)))
-                                           : std::nullopt,
-                                 false};
-        data::RequestTransaction* txn = call.transaction;
-        txn->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
-                   [call = std::move(call), zero = std::move(zero)](
-                       Result<data::QueryResult> r) mutable {
-                     if (r && r->affected == 0) call.transaction->recordZeroRows(std::move(zero));
-                     settle(*call.worker, call.serial, std::move(call.resolver), std::move(r),
-                            countAndRows);
-                   });
-      });
+    auto call = begin(info);
+    if (!call) return;
+    v8::Isolate* iso = info.GetIsolate();
+    std::string table = Host::toUtf8(iso, info[1]);
+    v8::Global<v8::Value> where_list(iso, info[2]);
+    v8::Global<v8::Value> set_list(
+        iso, std::string_view(op) == "UPDATE" ? info[3] : v8::Undefined(iso).As<v8::Value>());
+    std::vector<std::string> columns;
+    collectColumns(iso->GetCurrentContext(), info[2], 0, columns);
+    if (std::string_view(op) == "UPDATE")
+      collectColumns(iso->GetCurrentContext(), info[3], 0, columns);
+    withCatalog(*call, table, std::move(columns),
+                [table, op, where_list = std::move(where_list), set_list = std::move(set_list)](
+                    Call& call, Result<const data::Catalog*> catalog) mutable {
+                  if (!catalog) return reject(call, catalog.error());
+                  IsolateWorker& w = *call.worker;
+                  auto c = w.contexts_.find(call.serial);
+                  if (c == w.contexts_.end()) return;
+                  v8::HandleScope scope(w.isolate_);
+                  v8::Local<v8::Context> context = c->second->context.Get(w.isolate_);
+                  v8::Context::Scope context_scope(context);
+                  const data::TableInfo* info = (*catalog)->find(table);
+                  auto conditions = where(context, where_list.Get(w.isolate_), info);
+                  if (!conditions) return reject(call, conditions.error());
+                  bool is_update = std::string_view(op) == "UPDATE";
+                  Result<data::BuiltQuery> q;
+                  if (is_update) {
+                    auto set = entries(context, set_list.Get(w.isolate_), info);
+                    if (!set) return reject(call, set.error());
+                    q = data::buildUpdate(**catalog, table, *conditions, *set);
+                  } else {
+                    q = data::buildDelete(**catalog, table, *conditions);
+                  }
+                  if (!q) return reject(call, q.error());
+                  data::ZeroRowChange zero{q->table->schema,
+                                           q->table->name,
+                                           op,
+                                           jsonOf(context, where_list.Get(w.isolate_)),
+                                           is_update ? std::optional<std::string>(jsonOf(
+                                                           context, set_list.Get(w.isolate_)))
+                                                     : std::nullopt,
+                                           false};
+                  data::RequestTransaction* txn = call.transaction;
+                  txn->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
+                             [call = std::move(call),
+                              zero = std::move(zero)](Result<data::QueryResult> r) mutable {
+                               if (r && r->affected == 0)
+                                 call.transaction->recordZeroRows(std::move(zero));
+                               settle(*call.worker, call.serial, std::move(call.resolver),
+                                      std::move(r), countAndRows);
+                             });
+                });
   }
 
   static void install(v8::Isolate* isolate, v8::Local<v8::Context> context,
@@ -309,10 +342,10 @@ struct IsolateWorker::Database {
         for (uint32_t i = 0; i < array->Length(); ++i) {
           auto v = toSqlValue(context, array->Get(context, i).ToLocalChecked());
           if (!v) {
-            return reject(*call, Error{ErrorCode::kInvalidArgument,
-                                       "parameter $" + std::to_string(i + 1) + ": " +
-                                           v.error().message,
-                                       {}});
+            return reject(*call,
+                          Error{ErrorCode::kInvalidArgument,
+                                "parameter $" + std::to_string(i + 1) + ": " + v.error().message,
+                                {}});
           }
           params.push_back(std::move(*v));
         }
@@ -332,42 +365,44 @@ struct IsolateWorker::Database {
       v8::Isolate* iso = info.GetIsolate();
       std::string table = Host::toUtf8(iso, info[1]);
       v8::Global<v8::Value> rows(iso, info[2]);
-      withCatalog(*call, table, [table, rows = std::move(rows)](
-                                    Call& call, Result<const data::Catalog*> catalog) mutable {
-        if (!catalog) return reject(call, catalog.error());
-        IsolateWorker& w = *call.worker;
-        auto c = w.contexts_.find(call.serial);
-        if (c == w.contexts_.end()) return;
-        v8::HandleScope scope(w.isolate_);
-        v8::Local<v8::Context> context = c->second->context.Get(w.isolate_);
-        v8::Context::Scope context_scope(context);
-        const data::TableInfo* info = (*catalog)->find(table);
-        std::vector<data::InsertRow> insert_rows;
-        auto list = rows.Get(w.isolate_);
-        if (list->IsArray()) {
-          auto array = list.As<v8::Array>();
-          for (uint32_t i = 0; i < array->Length(); ++i) {
-            auto values = entries(context, array->Get(context, i).ToLocalChecked(), info);
-            if (!values) return reject(call, values.error());
-            insert_rows.push_back({std::move(*values)});
-          }
-        }
-        auto q = data::buildInsert(**catalog, table, insert_rows);
-        if (!q) return reject(call, q.error());
-        call.transaction->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
-                                [call = std::move(call)](Result<data::QueryResult> r) mutable {
-                                  settle(*call.worker, call.serial, std::move(call.resolver),
-                                         std::move(r), countAndRows);
-                                });
-      });
+      std::vector<std::string> columns;
+      collectColumns(iso->GetCurrentContext(), info[2], 1, columns);
+      withCatalog(
+          *call, table, std::move(columns),
+          [table, rows = std::move(rows)](Call& call,
+                                          Result<const data::Catalog*> catalog) mutable {
+            if (!catalog) return reject(call, catalog.error());
+            IsolateWorker& w = *call.worker;
+            auto c = w.contexts_.find(call.serial);
+            if (c == w.contexts_.end()) return;
+            v8::HandleScope scope(w.isolate_);
+            v8::Local<v8::Context> context = c->second->context.Get(w.isolate_);
+            v8::Context::Scope context_scope(context);
+            const data::TableInfo* info = (*catalog)->find(table);
+            std::vector<data::InsertRow> insert_rows;
+            auto list = rows.Get(w.isolate_);
+            if (list->IsArray()) {
+              auto array = list.As<v8::Array>();
+              for (uint32_t i = 0; i < array->Length(); ++i) {
+                auto values = entries(context, array->Get(context, i).ToLocalChecked(), info);
+                if (!values) return reject(call, values.error());
+                insert_rows.push_back({std::move(*values)});
+              }
+            }
+            auto q = data::buildInsert(**catalog, table, insert_rows);
+            if (!q) return reject(call, q.error());
+            call.transaction->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
+                                    [call = std::move(call)](Result<data::QueryResult> r) mutable {
+                                      settle(*call.worker, call.serial, std::move(call.resolver),
+                                             std::move(r), countAndRows);
+                                    });
+          });
     });
 
-    define("dbUpdate", [](const v8::FunctionCallbackInfo<v8::Value>& info) {
-      changeRows(info, "UPDATE");
-    });
-    define("dbDelete", [](const v8::FunctionCallbackInfo<v8::Value>& info) {
-      changeRows(info, "DELETE");
-    });
+    define("dbUpdate",
+           [](const v8::FunctionCallbackInfo<v8::Value>& info) { changeRows(info, "UPDATE"); });
+    define("dbDelete",
+           [](const v8::FunctionCallbackInfo<v8::Value>& info) { changeRows(info, "DELETE"); });
 
     // dbSavepoint(slot, "begin" | "release" | "rollback") -> Promise<undefined>
     define("dbSavepoint", [](const v8::FunctionCallbackInfo<v8::Value>& info) {

@@ -37,37 +37,59 @@ std::string isoTime(double ms) {
   struct tm tm;
   gmtime_r(&seconds, &tm);
   char buf[96];
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
   return buf;
 }
 
 // Element type of a PostgreSQL array type, or 0.
 uint32_t arrayElementType(uint32_t oid) {
   switch (oid) {
-    case 1000: return 16;    // bool[]
-    case 1001: return 17;    // bytea[]
-    case 1005: return 21;    // int2[]
-    case 1007: return 23;    // int4[]
-    case 1016: return 20;    // int8[]
-    case 1021: return 700;   // float4[]
-    case 1022: return 701;   // float8[]
-    case 1231: return 1700;  // numeric[]
-    case 1009: return 25;    // text[]
-    case 1015: return 1043;  // varchar[]
-    case 1014: return 1042;  // bpchar[]
-    case 2951: return 2950;  // uuid[]
-    case 199: return 114;    // json[]
-    case 3807: return 3802;  // jsonb[]
-    case 1185: return 1184;  // timestamptz[]
-    case 1115: return 1114;  // timestamp[]
-    case 1182: return 1082;  // date[]
-    default: return 0;
+    case 1000:
+      return 16;  // bool[]
+    case 1001:
+      return 17;  // bytea[]
+    case 1005:
+      return 21;  // int2[]
+    case 1007:
+      return 23;  // int4[]
+    case 1016:
+      return 20;  // int8[]
+    case 1021:
+      return 700;  // float4[]
+    case 1022:
+      return 701;  // float8[]
+    case 1231:
+      return 1700;  // numeric[]
+    case 1009:
+      return 25;  // text[]
+    case 1015:
+      return 1043;  // varchar[]
+    case 1014:
+      return 1042;  // bpchar[]
+    case 2951:
+      return 2950;  // uuid[]
+    case 199:
+      return 114;  // json[]
+    case 3807:
+      return 3802;  // jsonb[]
+    case 1185:
+      return 1184;  // timestamptz[]
+    case 1115:
+      return 1114;  // timestamp[]
+    case 1182:
+      return 1082;  // date[]
+    default:
+      return 0;
   }
 }
 
 // "2026-03-10 14:22:01.123456+00" -> "2026-03-10T14:22:01.123Z" (sessions run in UTC).
 std::string isoFromTimestamp(const std::string& text, bool with_zone) {
+  // infinity, -infinity and BC dates have no ISO 8601 form that Date parses: kept as text.
+  if (text.empty() || !isdigit(static_cast<unsigned char>(text[0])) || text.ends_with(" BC")) {
+    return text;
+  }
   std::string out = text;
   if (out.size() > 10 && out[10] == ' ') out[10] = 'T';
   std::string zone;
@@ -176,7 +198,8 @@ Result<std::optional<std::string>> toSqlValue(v8::Local<v8::Context> context,
     bool primitive = true;
     for (uint32_t i = 0; i < array->Length() && primitive; ++i) {
       v8::Local<v8::Value> e;
-      if (!array->Get(context, i).ToLocal(&e)) return fail(ErrorCode::kInvalidArgument, "bad array");
+      if (!array->Get(context, i).ToLocal(&e))
+        return fail(ErrorCode::kInvalidArgument, "bad array");
       primitive = !e->IsObject() || e->IsDate() || e->IsArrayBufferView() || e->IsArray();
     }
     if (!primitive && !isArrayType(column_type)) return jsonText(context, value);
@@ -203,8 +226,8 @@ Result<std::optional<std::string>> toSqlValue(v8::Local<v8::Context> context,
     return out;
   }
   if (value->IsObject()) return jsonText(context, value);
-  return fail(ErrorCode::kInvalidArgument, "cannot use a " + utf8(isolate, value->TypeOf(isolate)) +
-                                               " as a SQL value");
+  return fail(ErrorCode::kInvalidArgument,
+              "cannot use a " + utf8(isolate, value->TypeOf(isolate)) + " as a SQL value");
 }
 
 v8::Local<v8::Value> fromSqlValue(v8::Local<v8::Context> context, uint32_t oid,
@@ -215,7 +238,7 @@ v8::Local<v8::Value> fromSqlValue(v8::Local<v8::Context> context, uint32_t oid,
       return v8::Boolean::New(isolate, text == "t");
     case 21:
     case 23:
-    case 26:   // int2, int4, oid
+    case 26:  // int2, int4, oid
     case 700:
     case 701:  // float4, float8
       return v8::Number::New(isolate, std::strtod(text.c_str(), nullptr));

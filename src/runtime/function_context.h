@@ -25,12 +25,13 @@ struct FunctionContext {
   IsolateWorker* worker = nullptr;
   v8::Global<v8::Context> context;
   std::unique_ptr<v8::MicrotaskQueue> microtasks;
-  v8::Global<v8::Function> dispatch;     // glue: (slot, handler, method, url, headers, body, id, params)
-  v8::Global<v8::Function> fire_timer;   // glue: (timer id)
-  v8::Global<v8::Value> define_function;  // what `import { defineFunction }` resolves to
+  v8::Global<v8::Function>
+      dispatch;  // glue: (slot, handler, method, url, headers, body, id, params)
+  v8::Global<v8::Function> fire_timer;           // glue: (timer id)
+  v8::Global<v8::Value> define_function;         // what `import { defineFunction }` resolves to
   v8::Global<v8::Function> make_database_error;  // glue: (message, code, status) -> DatabaseError
-  v8::Global<v8::Value> handler;         // the module's default export
-  std::optional<Error> load_error;       // the module failed to load: every request gets it
+  v8::Global<v8::Value> handler;                 // the module's default export
+  std::optional<Error> load_error;               // the module failed to load: every request gets it
   struct Timer {
     std::unique_ptr<boost::asio::steady_timer> timer;
     std::chrono::milliseconds interval{0};  // non-zero for setInterval
@@ -50,7 +51,7 @@ struct IsolateWorker::PendingRequest {
   uint64_t context_serial = 0;
   RequestId id;
   InvocationDone done;
-  std::unique_ptr<boost::asio::steady_timer> deadline;  // only when the handler awaits
+  std::unique_ptr<boost::asio::steady_timer> deadline;    // only when the handler awaits
   std::unique_ptr<data::RequestTransaction> transaction;  // from the first ctx.db call
 };
 

@@ -106,11 +106,13 @@ v8::Local<v8::Object> IsolateWorker::Host::makeHostObject(v8::Isolate* isolate,
     IsolateWorker& w = *static_cast<IsolateWorker*>(info.Data().As<v8::External>()->Value());
     const uint8_t* data;
     size_t size;
-    if (!bytesOf(info[0], data, size)) return throwTypeError(info.GetIsolate(), "expected a typed array");
+    if (!bytesOf(info[0], data, size))
+      return throwTypeError(info.GetIsolate(), "expected a typed array");
     auto* out = const_cast<uint8_t*>(data);
     for (size_t i = 0; i < size; i += 8) {
       uint64_t r = w.random_.next64();
-      for (size_t k = 0; k < 8 && i + k < size; ++k) out[i + k] = static_cast<uint8_t>(r >> (8 * k));
+      for (size_t k = 0; k < 8 && i + k < size; ++k)
+        out[i + k] = static_cast<uint8_t>(r >> (8 * k));
     }
   });
 
@@ -132,11 +134,13 @@ v8::Local<v8::Object> IsolateWorker::Host::makeHostObject(v8::Isolate* isolate,
     v8::Isolate* iso = info.GetIsolate();
     const uint8_t* data;
     size_t size;
-    if (!bytesOf(info[0], data, size)) return throwTypeError(iso, "expected an ArrayBuffer or a view");
+    if (!bytesOf(info[0], data, size))
+      return throwTypeError(iso, "expected an ArrayBuffer or a view");
     if (info[1]->IsTrue() && !isValidUtf8(data, size)) {
       return throwTypeError(iso, "The encoded data was not valid utf-8");
     }
-    if (size > static_cast<size_t>(v8::String::kMaxLength)) return throwTypeError(iso, "data too long");
+    if (size > static_cast<size_t>(v8::String::kMaxLength))
+      return throwTypeError(iso, "data too long");
     v8::Local<v8::String> s;
     if (v8::String::NewFromUtf8(iso, reinterpret_cast<const char*>(data),
                                 v8::NewStringType::kNormal, static_cast<int>(size))
@@ -191,9 +195,8 @@ v8::Local<v8::Object> IsolateWorker::Host::makeHostObject(v8::Isolate* isolate,
     if (info[2]->IsArray()) {
       auto headers = info[2].As<v8::Array>();
       for (uint32_t i = 0; i + 1 < headers->Length(); i += 2) {
-        result.response.headers.push_back(
-            {toUtf8(iso, headers->Get(ctx, i).ToLocalChecked()),
-             toUtf8(iso, headers->Get(ctx, i + 1).ToLocalChecked())});
+        result.response.headers.push_back({toUtf8(iso, headers->Get(ctx, i).ToLocalChecked()),
+                                           toUtf8(iso, headers->Get(ctx, i + 1).ToLocalChecked())});
       }
     }
     const uint8_t* data;

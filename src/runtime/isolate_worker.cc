@@ -155,8 +155,8 @@ size_t onNearHeapLimit(void* data, size_t current_limit, size_t /*initial_limit*
 
 }  // namespace
 
-IsolateWorker::IsolateWorker(boost::asio::io_context& loop, RuntimeOptions options,
-                             LogSink& log, Clock& clock, Random& random)
+IsolateWorker::IsolateWorker(boost::asio::io_context& loop, RuntimeOptions options, LogSink& log,
+                             Clock& clock, Random& random)
     : loop_(loop),
       options_(std::move(options)),
       log_(log),
@@ -198,9 +198,7 @@ IsolateWorker::~IsolateWorker() {
   database_.reset();
 }
 
-void IsolateWorker::install(std::shared_ptr<const FunctionBundle> bundle) {
-  contextFor(bundle);
-}
+void IsolateWorker::install(std::shared_ptr<const FunctionBundle> bundle) { contextFor(bundle); }
 
 void IsolateWorker::uninstall(const std::string& name) {
   auto it = current_.find(name);
@@ -310,8 +308,8 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
   }
 
   // 2. The function's module.
-  v8::ScriptOrigin origin(isolate_, str(isolate_, bundleResourceName(bundle_ref)), 0, 0, false,
-                          -1, {}, false, false, /*is_module=*/true);
+  v8::ScriptOrigin origin(isolate_, str(isolate_, bundleResourceName(bundle_ref)), 0, 0, false, -1,
+                          {}, false, false, /*is_module=*/true);
   v8::ScriptCompiler::Source source(str(isolate_, bundle_ref.code), origin);
   v8::Local<v8::Module> module;
   if (!v8::ScriptCompiler::CompileModule(isolate_, &source).ToLocal(&module)) {
@@ -356,7 +354,7 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
       if (module->GetStatus() == v8::Module::kErrored ||
           promise->State() == v8::Promise::kRejected) {
         auto exception = module->GetStatus() == v8::Module::kErrored ? module->GetException()
-                                                                        : promise->Result();
+                                                                     : promise->Result();
         try_catch.Reset();
         isolate_->ThrowException(exception);
         loadFailed("the function's module threw while loading");
@@ -391,8 +389,8 @@ void IsolateWorker::invoke(const std::shared_ptr<const FunctionBundle>& bundle,
   FunctionContext& fc = contextFor(bundle);
   if (fc.load_error) {
     InvocationResult result;
-    result.response = net::HttpResponse::json(
-        500, jsonError(fc.load_error->message, invocation.id.toString()));
+    result.response =
+        net::HttpResponse::json(500, jsonError(fc.load_error->message, invocation.id.toString()));
     result.error = fc.load_error;
     done(std::move(result));
     return;
@@ -451,8 +449,7 @@ void IsolateWorker::invoke(const std::shared_ptr<const FunctionBundle>& bundle,
     if (ec) return;
     auto p = pending_.find(slot);
     if (p == pending_.end()) return;
-    std::string message =
-        "function timed out after " + std::to_string(timeout.count()) + " ms";
+    std::string message = "function timed out after " + std::to_string(timeout.count()) + " ms";
     InvocationResult result;
     result.response = net::HttpResponse::json(504, jsonError(message, p->second->id.toString()));
     result.error = Error{ErrorCode::kTimeout, message, {}};
@@ -538,9 +535,9 @@ void IsolateWorker::finish(uint32_t slot, InvocationResult result) {
   }
   // The response waits for the transaction: a client that sees 200 can read what it wrote.
   auto outcome = result.error || result.response.status >= 500 ? data::TransactionOutcome::kRollback
-                                                                : data::TransactionOutcome::kCommit;
-  transaction->finish(outcome, [pending = std::move(pending), result = std::move(result)](
-                                   Result<void> ended) mutable {
+                                                               : data::TransactionOutcome::kCommit;
+  transaction->finish(outcome, [pending = std::move(pending),
+                                result = std::move(result)](Result<void> ended) mutable {
     if (!ended) {
       std::string message = "the request's database transaction failed: " + ended.error().message;
       result.response = net::HttpResponse::json(500, jsonError(message, pending->id.toString()));
@@ -569,10 +566,10 @@ void IsolateWorker::fireTimer(uint64_t context_serial, uint32_t timer_id) {
   if (t == fc.timers.end()) return;
   if (t->second.interval.count() > 0) {
     t->second.timer->expires_after(t->second.interval);
-    t->second.timer->async_wait([this, context_serial, timer_id](
-                                    const boost::system::error_code& ec) {
-      if (!ec) fireTimer(context_serial, timer_id);
-    });
+    t->second.timer->async_wait(
+        [this, context_serial, timer_id](const boost::system::error_code& ec) {
+          if (!ec) fireTimer(context_serial, timer_id);
+        });
   } else {
     fc.timers.erase(t);
   }

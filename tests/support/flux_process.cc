@@ -89,11 +89,16 @@ int decodeWaitStatus(int status) {
 }
 
 std::expected<std::unique_ptr<FluxProcess>, std::string> FluxProcess::start(Options options) {
+  return startProgram(FLUX_BINARY, std::move(options));
+}
+
+std::expected<std::unique_ptr<FluxProcess>, std::string> FluxProcess::startProgram(
+    std::string program, Options options) {
   std::unique_ptr<FluxProcess> process(new FluxProcess());
 
   // Everything is prepared before fork: the child only calls async-signal-safe functions.
   std::vector<std::string> argv_storage;
-  argv_storage.push_back(FLUX_BINARY);
+  argv_storage.push_back(std::move(program));
   for (std::string& a : options.args) argv_storage.push_back(std::move(a));
   std::vector<char*> argv;
   for (std::string& a : argv_storage) argv.push_back(a.data());
@@ -251,11 +256,19 @@ std::optional<int> FluxProcess::stop(int signal, milliseconds timeout) {
 
 std::expected<std::pair<int, std::string>, std::string> runFlux(std::vector<std::string> args,
                                                                 milliseconds timeout) {
-  auto process = FluxProcess::start({.args = std::move(args), .env = {}, .cwd = std::nullopt});
+  return runProgram(FLUX_BINARY, {.args = std::move(args), .env = {}, .cwd = std::nullopt},
+                    timeout);
+}
+
+std::expected<std::pair<int, std::string>, std::string> runProgram(std::string program,
+                                                                   FluxProcess::Options options,
+                                                                   milliseconds timeout) {
+  std::string name = program;
+  auto process = FluxProcess::startProgram(std::move(program), std::move(options));
   if (!process) return std::unexpected(process.error());
   auto status = (*process)->waitForExit(timeout);
   if (!status) {
-    return std::unexpected("flux did not exit within " + std::to_string(timeout.count()) +
+    return std::unexpected(name + " did not exit within " + std::to_string(timeout.count()) +
                            " ms; output:\n" + (*process)->output());
   }
   // The exit closes the write end unless a grandchild kept it; give the reader a moment.

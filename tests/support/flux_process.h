@@ -51,9 +51,10 @@ class TempProject {
 // Exit status of a child as a shell reports it: the exit code, or 128 + the signal number.
 int decodeWaitStatus(int status);
 
-// One run of the flux binary (FLUX_BINARY). stdout and stderr go to one pipe that a reader
-// thread drains into output(). The child gets its own process group and receives SIGTERM if
-// this (forking) thread dies, so that a crashed test still lets flux stop its PostgreSQL.
+// One run of the flux binary (FLUX_BINARY), or of another program (startProgram). stdout and
+// stderr go to one pipe that a reader thread drains into output(). The child gets its own
+// process group and receives SIGTERM if this (forking) thread dies, so that a crashed test
+// still lets flux stop its PostgreSQL.
 class FluxProcess {
  public:
   struct Options {
@@ -65,6 +66,9 @@ class FluxProcess {
   };
 
   static std::expected<std::unique_ptr<FluxProcess>, std::string> start(Options options);
+  // The same for another program (psql, pg_ctl, runuser): `program` is the path of argv[0].
+  static std::expected<std::unique_ptr<FluxProcess>, std::string> startProgram(std::string program,
+                                                                               Options options);
 
   // Stops a child that is still running (SIGTERM, then SIGKILL to its process group after 15 s)
   // and reaps it.
@@ -114,6 +118,11 @@ class FluxProcess {
 // does not finish within `timeout`.
 std::expected<std::pair<int, std::string>, std::string> runFlux(std::vector<std::string> args,
                                                                 milliseconds timeout);
+// The same for any program (FLUX_BINARY with an environment or a working directory, psql,
+// pg_ctl), with the options FluxProcess::startProgram takes.
+std::expected<std::pair<int, std::string>, std::string> runProgram(std::string program,
+                                                                   FluxProcess::Options options,
+                                                                   milliseconds timeout);
 
 // `flux dev` on a TempProject.
 //
