@@ -118,7 +118,7 @@ void PgPool::Impl::grant(std::unique_ptr<PgConnection> connection, AcquireCallba
                      done = std::move(done)]() mutable {
     if (alive.expired()) return;
     ++leased_;
-    done(PgLease(&pool_, std::move(connection)));
+    done(PgLease(pool_.home_, std::move(connection)));
   });
 }
 
@@ -263,33 +263,35 @@ void PgPool::Impl::failSoon(AcquireCallback done, Error error) {
 }
 
 PgLease::PgLease(PgLease&& other) noexcept
-    : pool_(std::exchange(other.pool_, nullptr)), connection_(std::move(other.connection_)) {}
+    : pool_(std::move(other.pool_)), connection_(std::move(other.connection_)) {}
 
 PgLease& PgLease::operator=(PgLease&& other) noexcept {
   if (this != &other) {
-    if (pool_ != nullptr && connection_ != nullptr) pool_->release(std::move(connection_));
-    pool_ = std::exchange(other.pool_, nullptr);
+    giveBack();
+    pool_ = std::move(other.pool_);
     connection_ = std::move(other.connection_);
   }
   return *this;
 }
 
-PgLease::~PgLease() {
-  if (pool_ != nullptr && connection_ != nullptr) pool_->release(std::move(connection_));
+PgLease::~PgLease() { giveBack(); }
+
+void PgLease::giveBack() {
+  if (connection_ == nullptr) return;
+  if (pool_ != nullptr && *pool_ != nullptr) {
+    (*pool_)->release(std::move(connection_));
+  } else {
+    connection_.reset();  // the pool is gone (shutdown): close
+  }
+  pool_.reset();
 }
 
 PgPool::PgPool(boost::asio::io_context& loop, PoolOptions options)
     : impl_(std::make_unique<Impl>(*this, loop, std::move(options))) {}
 
 PgPool::~PgPool() {
-  // A lease outliving its pool would return its connection into freed memory.
-  if (impl_->leased_ != 0) {
-    std::fprintf(stderr,
-                 "flux: PgPool destroyed while %zu connection lease(s) are outstanding; "
-                 "leases must be destroyed before their pool\n",
-                 impl_->leased_);
-    std::abort();
-  }
+  // Leases still out (in-flight work at shutdown) close their connections instead.
+  *home_ = nullptr;
 }
 
 void PgPool::acquire(AcquireCallback done) { impl_->acquire(std::move(done)); }

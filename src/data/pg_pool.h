@@ -41,9 +41,12 @@ class PgLease {
 
  private:
   friend class PgPool;
-  PgLease(PgPool* pool, std::unique_ptr<PgConnection> connection)
-      : pool_(pool), connection_(std::move(connection)) {}
-  PgPool* pool_ = nullptr;
+  PgLease(std::shared_ptr<PgPool*> pool, std::unique_ptr<PgConnection> connection)
+      : pool_(std::move(pool)), connection_(std::move(connection)) {}
+  void giveBack();
+  // The pool, or null once it is gone: shared (not owned) so that a lease that outlives its
+  // pool at shutdown (held by a callback in its own connection's queue) just closes.
+  std::shared_ptr<PgPool*> pool_;
   std::unique_ptr<PgConnection> connection_;
 };
 
@@ -52,8 +55,8 @@ class PgPool {
   using AcquireCallback = std::move_only_function<void(Result<PgLease>)>;
 
   PgPool(boost::asio::io_context& loop, PoolOptions options);
-  // Every PgLease must be destroyed first (checked: aborts otherwise). Pending acquire()
-  // callbacks are destroyed without being called.
+  // Pending acquire() callbacks are destroyed without being called. A lease still out (work
+  // in flight at shutdown) closes its connection when it dies instead of returning it.
   ~PgPool();
 
   // Calls back with a connection (FIFO among waiters), or an error: kUnavailable when
@@ -65,6 +68,7 @@ class PgPool {
   struct Impl;
   void release(std::unique_ptr<PgConnection> connection);
   std::unique_ptr<Impl> impl_;
+  std::shared_ptr<PgPool*> home_ = std::make_shared<PgPool*>(this);  // see PgLease::pool_
 };
 
 }  // namespace flux::data
