@@ -7,6 +7,7 @@ import { DatabaseError, makeDb } from "./db.js";
 import { installEncoding } from "./encoding.js";
 import { Headers, Request, Response, HttpError } from "./http.js";
 import { installTimers } from "./timers.js";
+import { makeUrlClasses } from "./url.js";
 
 const kDefinition = Symbol("flux.definition");
 
@@ -19,7 +20,7 @@ export function install(host, env) {
   define("DOMException", DOMException);
   installEncoding(define, host);
   // whatwg-url needs TextEncoder while it loads: required (bundled) after installEncoding.
-  const { URL, URLSearchParams } = require("whatwg-url");
+  const { URL, URLSearchParams } = makeUrlClasses(require("whatwg-url"));
   define("URL", URL);
   define("URLSearchParams", URLSearchParams);
   define("Headers", Headers);
