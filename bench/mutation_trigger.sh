@@ -11,9 +11,10 @@
 #   request_notice the same on the table with the trigger (one notice)
 #   request       the same plus the store statement Flux runs before COMMIT (kStoreCapturedSql
 #                 with a one-element payload array)
-# Cases run interleaved, ROUNDS times each; the median per case is reported (tps, average
-# latency in microseconds, and the extra latency over plain / request_plain), followed by the
-# trigger's server-side time per row (EXPLAIN ANALYZE of a 10000-row UPDATE, min of 3). Appends
+# Cases run interleaved, ROUNDS times each; the median per case is reported: tps, average latency
+# and the server's CPU time per transaction in microseconds (all PostgreSQL processes, from
+# /proc: steadier than latency on a shared machine), each also as the extra over plain or
+# request_plain. Then the trigger's server-side time per row (EXPLAIN ANALYZE of a 10000-row UPDATE, min of 3). Appends
 # one JSON line to bench/results/mutation_trigger.jsonl.
 #
 # Environment:
@@ -133,32 +134,60 @@ request_script notice "$store_sql" >"$tmp/scripts/request.sql"
 
 cases=(plain notice insert request_plain request_notice request)
 declare -A tps_runs=()
+# CPU seconds (in clock ticks) the cluster has used: the postmaster, its live children and the
+# children it has reaped (pgbench's backend exits at the end of each run). Unlike latency, this
+# barely moves when other work shares the machine.
+server_ticks() {
+  local postmaster
+  postmaster=$(head -n 1 "$tmp/pg/postmaster.pid")
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$postmaster" '
+    { sub(/^.*\) /, ""); split($0, f, " ") }   # f[1] is the state: stat fields from 3 on
+    f[2] == pm { total += f[12] + f[13] }        # a child: utime + stime
+    END { print total + 0 }'
+}
+postmaster_ticks() {
+  awk '{ sub(/^.*\) /, ""); split($0, f, " "); print f[12] + f[13] + f[14] + f[15] }' \
+    "/proc/$(head -n 1 "$tmp/pg/postmaster.pid")/stat"
+}
+ticks() { echo $(($(server_ticks) + $(postmaster_ticks))); }
+
 # pgbench prints every notice to stderr: into /dev/null, since a file or pipe behind it costs the
 # client more per notice than Flux's notice handler does. On failure, a short rerun shows why.
+# Prints "<tps> <server CPU us per transaction>".
 run_case() {
-  local name=$1 options="" out
+  local name=$1 options="" out before after
   case $name in notice) options="-c flux.capture=on" ;; esac
+  before=$(ticks)
   if ! out=$(PGOPTIONS="$options" pgbench -n -M prepared -c 1 -j 1 -T "$DURATION" \
     -f "$tmp/scripts/$name.sql" 2>/dev/null); then
     PGOPTIONS="$options" pgbench -n -M prepared -c 1 -t 1 -f "$tmp/scripts/$name.sql" 2>&1 |
       grep -v '^NOTICE' >&2 || true
     die "pgbench failed for $name"
   fi
-  awk '/^tps = / {print $3}' <<<"$out"
+  sleep 0.2  # let the postmaster reap the backend
+  after=$(ticks)
+  awk -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" '
+    /^tps = / { tps = $3 }
+    /^number of transactions actually processed: / { n = $NF }
+    END { printf "%s %.1f\n", tps, (a - b) * 1e6 / hz / n }' <<<"$out"
 }
 log "running ${#cases[@]} cases x $ROUNDS rounds x ${DURATION}s (one client, prepared)"
+declare -A cpu_runs=()
 for ((r = 1; r <= ROUNDS; r++)); do
   for name in "${cases[@]}"; do
-    tps_runs[$name]+="$(run_case "$name") "
+    read -r t c <<<"$(run_case "$name")"
+    tps_runs[$name]+="$t "
+    cpu_runs[$name]+="$c "
   done
 done
 [ "$(sql -At -c "SELECT count(*) > 0 FROM flux.state_mutations WHERE request_id IS NULL")" = t ] ||
   die "external mode logged nothing"
 
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-declare -A tps=() lat=()
+declare -A tps=() lat=() cpu=()
 for name in "${cases[@]}"; do
   tps[$name]=$(median "${tps_runs[$name]}")
+  cpu[$name]=$(median "${cpu_runs[$name]}")
   lat[$name]=$(awk -v t="${tps[$name]}" 'BEGIN {printf "%.1f", 1e6 / t}')
 done
 
@@ -181,12 +210,14 @@ trigger_insert=$(trigger_us insert off)
 
 # --- report -------------------------------------------------------------------------------------
 
-printf '\n%-14s %10s %12s %14s\n' case tps latency_us extra_us
+printf '\n%-15s %9s %11s %9s %13s %10s\n' case tps latency_us extra_us server_cpu_us extra_cpu
 for name in "${cases[@]}"; do
   case $name in request*) base=request_plain ;; *) base=plain ;; esac
   extra=$(awk -v a="${lat[$name]}" -v b="${lat[$base]}" 'BEGIN {printf "%+.1f", a - b}')
-  [ "$name" = "$base" ] && extra="-"
-  printf '%-14s %10.0f %12s %14s\n' "$name" "${tps[$name]}" "${lat[$name]}" "$extra"
+  extra_cpu=$(awk -v a="${cpu[$name]}" -v b="${cpu[$base]}" 'BEGIN {printf "%+.1f", a - b}')
+  if [ "$name" = "$base" ]; then extra="-" extra_cpu="-"; fi
+  printf '%-15s %9.0f %11s %9s %13s %10s\n' "$name" "${tps[$name]}" "${lat[$name]}" "$extra" \
+    "${cpu[$name]}" "$extra_cpu"
 done
 ratio() { awk -v a="${tps[$1]}" -v b="${tps[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
 printf '\ntps ratios: notice/plain %s, insert/plain %s, request_notice/request_plain %s, request/request_plain %s\n' \
@@ -199,6 +230,9 @@ printf 'trigger time per row (server side, EXPLAIN ANALYZE): notice %s us, inser
   printf '{"time":"%s","commit":"%s","duration_s":%s,"rounds":%s,"rows":%s,' \
     "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     "$DURATION" "$ROUNDS" "$ROWS"
-  for name in "${cases[@]}"; do printf '"%s_tps":%s,"%s_latency_us":%s,' "$name" "${tps[$name]}" "$name" "${lat[$name]}"; done
+  for name in "${cases[@]}"; do
+    printf '"%s_tps":%s,"%s_latency_us":%s,"%s_server_cpu_us":%s,' "$name" "${tps[$name]}" \
+      "$name" "${lat[$name]}" "$name" "${cpu[$name]}"
+  done
   printf '"trigger_notice_us":%s,"trigger_insert_us":%s}\n' "$trigger_notice" "$trigger_insert"
 } >>"$results/mutation_trigger.jsonl"

@@ -59,15 +59,24 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
     conninfo = dev->postgres_->connectionString();
     dev->database_description_ = "embedded PostgreSQL in .flux/pg";
   }
+  // FLUX_MUTATION_LOG=off exists for benchmarks only (bench/mutations.sh): the baseline
+  // without capture triggers.
+  const char* log_switch = std::getenv("FLUX_MUTATION_LOG");
+  bool log_mutations = log_switch == nullptr || std::string_view(log_switch) != "off";
+  if (!log_mutations) log.write("mutation log OFF (FLUX_MUTATION_LOG=off): for measurement only");
   // The mutation log first, so that what migrations write is logged too.
-  if (auto installed = data::installMutationLog(conninfo); !installed) {
-    return std::unexpected(installed.error());
+  if (log_mutations) {
+    if (auto installed = data::installMutationLog(conninfo); !installed) {
+      return std::unexpected(installed.error());
+    }
   }
   auto applied = applyMigrations(conninfo, dev->project_.root / "migrations");
   if (!applied) return std::unexpected(applied.error());
   for (const std::string& name : *applied) log.write("migration applied: " + name);
-  if (auto captured = data::captureAllTables(conninfo); !captured) {
-    return std::unexpected(captured.error());
+  if (log_mutations) {
+    if (auto captured = data::captureAllTables(conninfo); !captured) {
+      return std::unexpected(captured.error());
+    }
   }
 
   for (const FunctionSpec& spec : dev->project_.functions) {
