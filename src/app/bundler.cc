@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "app/subprocess.h"
+#include "base/file.h"
 
 namespace flux::app {
 namespace {
@@ -24,15 +25,6 @@ std::string trim(std::string_view s) {
   while (begin < end && std::isspace(static_cast<unsigned char>(s[begin]))) ++begin;
   while (end > begin && std::isspace(static_cast<unsigned char>(s[end - 1]))) --end;
   return std::string(s.substr(begin, end - begin));
-}
-
-Result<std::string> readFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(ErrorCode::kInternal, "cannot read esbuild's output " + path.string());
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return fail(ErrorCode::kInternal, "cannot read esbuild's output " + path.string());
-  return buffer.str();
 }
 
 // Removes a final "//# sourceMappingURL=..." line: the runtime gets the map from the bundle,

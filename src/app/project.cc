@@ -11,6 +11,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "base/file.h"
+
 namespace flux::app {
 namespace {
 
@@ -50,15 +52,6 @@ std::string trim(std::string_view s) {
 std::string toUpper(std::string s) {
   for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
-}
-
-Result<std::string> readTextFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(ErrorCode::kInvalidArgument, "cannot read " + path.string());
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return fail(ErrorCode::kInvalidArgument, "cannot read " + path.string());
-  return buffer.str();
 }
 
 std::unexpected<Error> configError(const fs::path& file, std::string message) {
@@ -125,7 +118,7 @@ std::string routeShape(const std::string& route) {
 }
 
 Result<void> applyConfig(const fs::path& file, FunctionSpec& spec) {
-  auto text = readTextFile(file);
+  auto text = readFile(file);
   if (!text) return std::unexpected(std::move(text.error()));
   nlohmann::json doc;
   try {
@@ -283,7 +276,7 @@ Result<std::string> parseEnvValue(std::string_view raw, const std::string& where
 
 Result<void> parseDotEnv(const fs::path& file,
                          std::vector<std::pair<std::string, std::string>>& env) {
-  auto text = readTextFile(file);
+  auto text = readFile(file);
   if (!text) return std::unexpected(std::move(text.error()));
   std::istringstream lines(*text);
   std::string line;

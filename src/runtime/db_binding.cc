@@ -8,16 +8,11 @@
 #include "data/request_transaction.h"
 #include "runtime/db_values.h"
 #include "runtime/function_context.h"
+#include "runtime/v8_strings.h"
 
 namespace flux::runtime {
 
 namespace {
-
-v8::Local<v8::String> str(v8::Isolate* isolate, std::string_view s) {
-  return v8::String::NewFromUtf8(isolate, s.data(), v8::NewStringType::kNormal,
-                                 static_cast<int>(s.size()))
-      .ToLocalChecked();
-}
 
 // The HTTP status an uncaught database error answers, and its `code`.
 std::pair<int, std::string> classify(const Error& error) {
@@ -64,7 +59,8 @@ struct IsolateWorker::Database {
         return;
       }
       auto [status, code] = classify(result.error());
-      v8::Local<v8::Value> args[] = {str(w.isolate_, result.error().message), str(w.isolate_, code),
+      v8::Local<v8::Value> args[] = {v8String(w.isolate_, result.error().message),
+                                     v8String(w.isolate_, code),
                                      v8::Integer::New(w.isolate_, status)};
       v8::Local<v8::Value> error;
       if (fc.make_database_error.Get(w.isolate_)
@@ -128,10 +124,23 @@ struct IsolateWorker::Database {
            {});
   }
 
-  // Runs `then` with the worker's catalogue, loading it (or reloading it when `table` or one of
-  // `columns` is not in it: created or altered since) through the request's transaction.
+  using CatalogStep =
+      std::move_only_function<void(Call&, const data::Catalog&, v8::Local<v8::Context>)>;
+
+  // Runs `then` inside the caller's function context with the worker's catalogue, loading it
+  // (or reloading it when `table` or one of `columns` is not in it: created or altered since)
+  // through the request's transaction. Nothing runs if that context is gone meanwhile.
   static void withCatalog(Call& call, std::string table, std::vector<std::string> columns,
-                          std::move_only_function<void(Call&, Result<const data::Catalog*>)> then) {
+                          CatalogStep then) {
+    auto deliver = [](Call& call, CatalogStep& then) {
+      IsolateWorker& w = *call.worker;
+      auto c = w.contexts_.find(call.serial);
+      if (c == w.contexts_.end()) return;
+      v8::HandleScope scope(w.isolate_);
+      v8::Local<v8::Context> context = c->second->context.Get(w.isolate_);
+      v8::Context::Scope context_scope(context);
+      then(call, *w.catalog_, context);
+    };
     IsolateWorker& w = *call.worker;
     if (w.catalog_) {
       const data::TableInfo* info = w.catalog_->find(table);
@@ -139,18 +148,18 @@ struct IsolateWorker::Database {
       for (size_t i = 0; known && i < columns.size(); ++i) {
         known = info->column(columns[i]) != nullptr;
       }
-      if (known) return then(call, &*w.catalog_);
+      if (known) return deliver(call, then);
     }
-    call.transaction->query(
-        data::Catalog::kQuery, {}, data::Prepare::kYes,
-        [call = std::move(call), then = std::move(then)](Result<data::QueryResult> r) mutable {
-          IsolateWorker& w = *call.worker;
-          if (!r) return then(call, std::unexpected(r.error()));
-          auto catalog = data::Catalog::fromResult(*r);
-          if (!catalog) return then(call, std::unexpected(catalog.error()));
-          w.catalog_ = std::move(*catalog);
-          then(call, &*w.catalog_);
-        });
+    call.transaction->query(data::Catalog::kQuery, {}, data::Prepare::kYes,
+                            [call = std::move(call), then = std::move(then),
+                             deliver](Result<data::QueryResult> r) mutable {
+                              IsolateWorker& w = *call.worker;
+                              if (!r) return reject(call, r.error());
+                              auto catalog = data::Catalog::fromResult(*r);
+                              if (!catalog) return reject(call, catalog.error());
+                              w.catalog_ = std::move(*catalog);
+                              deliver(call, then);
+                            });
   }
 
   // The column names of [[column, value], ...] lists (one list, or a list of them for insert).
@@ -176,8 +185,8 @@ struct IsolateWorker::Database {
                                            const data::QueryResult& r) {
     v8::Isolate* isolate = context->GetIsolate();
     auto out = v8::Object::New(isolate);
-    discard(out->Set(context, str(isolate, "rows"), rowsToJs(context, r)));
-    discard(out->Set(context, str(isolate, "count"),
+    discard(out->Set(context, v8String(isolate, "rows"), rowsToJs(context, r)));
+    discard(out->Set(context, v8String(isolate, "count"),
                      v8::Number::New(isolate, static_cast<double>(r.affected))));
     return out;
   }
@@ -273,54 +282,48 @@ struct IsolateWorker::Database {
     collectColumns(iso->GetCurrentContext(), info[2], 0, columns);
     if (std::string_view(op) == "UPDATE")
       collectColumns(iso->GetCurrentContext(), info[3], 0, columns);
-    withCatalog(*call, table, std::move(columns),
-                [table, op, where_list = std::move(where_list), set_list = std::move(set_list)](
-                    Call& call, Result<const data::Catalog*> catalog) mutable {
-                  if (!catalog) return reject(call, catalog.error());
-                  IsolateWorker& w = *call.worker;
-                  auto c = w.contexts_.find(call.serial);
-                  if (c == w.contexts_.end()) return;
-                  v8::HandleScope scope(w.isolate_);
-                  v8::Local<v8::Context> context = c->second->context.Get(w.isolate_);
-                  v8::Context::Scope context_scope(context);
-                  const data::TableInfo* info = (*catalog)->find(table);
-                  auto conditions = where(context, where_list.Get(w.isolate_), info);
-                  if (!conditions) return reject(call, conditions.error());
-                  bool is_update = std::string_view(op) == "UPDATE";
-                  Result<data::BuiltQuery> q;
-                  if (is_update) {
-                    auto set = entries(context, set_list.Get(w.isolate_), info);
-                    if (!set) return reject(call, set.error());
-                    q = data::buildUpdate(**catalog, table, *conditions, *set);
-                  } else {
-                    q = data::buildDelete(**catalog, table, *conditions);
-                  }
-                  if (!q) return reject(call, q.error());
-                  data::ZeroRowChange zero{q->table->schema,
-                                           q->table->name,
-                                           op,
-                                           jsonOf(context, where_list.Get(w.isolate_)),
-                                           is_update ? std::optional<std::string>(jsonOf(
-                                                           context, set_list.Get(w.isolate_)))
-                                                     : std::nullopt,
-                                           false};
-                  data::RequestTransaction* txn = call.transaction;
-                  txn->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
-                             [call = std::move(call),
-                              zero = std::move(zero)](Result<data::QueryResult> r) mutable {
-                               if (r && r->affected == 0)
-                                 call.transaction->recordZeroRows(std::move(zero));
-                               settle(*call.worker, call.serial, std::move(call.resolver),
-                                      std::move(r), countAndRows);
-                             });
-                });
+    withCatalog(
+        *call, table, std::move(columns),
+        [table, op, where_list = std::move(where_list), set_list = std::move(set_list)](
+            Call& call, const data::Catalog& catalog, v8::Local<v8::Context> context) mutable {
+          IsolateWorker& w = *call.worker;
+          const data::TableInfo* info = catalog.find(table);
+          auto conditions = where(context, where_list.Get(w.isolate_), info);
+          if (!conditions) return reject(call, conditions.error());
+          bool is_update = std::string_view(op) == "UPDATE";
+          Result<data::BuiltQuery> q;
+          if (is_update) {
+            auto set = entries(context, set_list.Get(w.isolate_), info);
+            if (!set) return reject(call, set.error());
+            q = data::buildUpdate(catalog, table, *conditions, *set);
+          } else {
+            q = data::buildDelete(catalog, table, *conditions);
+          }
+          if (!q) return reject(call, q.error());
+          data::ZeroRowChange zero{
+              q->table->schema,
+              q->table->name,
+              op,
+              jsonOf(context, where_list.Get(w.isolate_)),
+              is_update ? std::optional<std::string>(jsonOf(context, set_list.Get(w.isolate_)))
+                        : std::nullopt,
+              false};
+          data::RequestTransaction* txn = call.transaction;
+          txn->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
+                     [call = std::move(call),
+                      zero = std::move(zero)](Result<data::QueryResult> r) mutable {
+                       if (r && r->affected == 0) call.transaction->recordZeroRows(std::move(zero));
+                       settle(*call.worker, call.serial, std::move(call.resolver), std::move(r),
+                              countAndRows);
+                     });
+        });
   }
 
   static void install(v8::Isolate* isolate, v8::Local<v8::Context> context,
                       v8::Local<v8::Object> host, IsolateWorker& w) {
     v8::Local<v8::External> data = v8::External::New(isolate, &w);
     auto define = [&](const char* name, v8::FunctionCallback callback) {
-      discard(host->Set(context, str(isolate, name),
+      discard(host->Set(context, v8String(isolate, name),
                         v8::Function::New(context, callback, data).ToLocalChecked()));
     };
 
@@ -369,16 +372,10 @@ struct IsolateWorker::Database {
       collectColumns(iso->GetCurrentContext(), info[2], 1, columns);
       withCatalog(
           *call, table, std::move(columns),
-          [table, rows = std::move(rows)](Call& call,
-                                          Result<const data::Catalog*> catalog) mutable {
-            if (!catalog) return reject(call, catalog.error());
+          [table, rows = std::move(rows)](Call& call, const data::Catalog& catalog,
+                                          v8::Local<v8::Context> context) mutable {
             IsolateWorker& w = *call.worker;
-            auto c = w.contexts_.find(call.serial);
-            if (c == w.contexts_.end()) return;
-            v8::HandleScope scope(w.isolate_);
-            v8::Local<v8::Context> context = c->second->context.Get(w.isolate_);
-            v8::Context::Scope context_scope(context);
-            const data::TableInfo* info = (*catalog)->find(table);
+            const data::TableInfo* info = catalog.find(table);
             std::vector<data::InsertRow> insert_rows;
             auto list = rows.Get(w.isolate_);
             if (list->IsArray()) {
@@ -389,7 +386,7 @@ struct IsolateWorker::Database {
                 insert_rows.push_back({std::move(*values)});
               }
             }
-            auto q = data::buildInsert(**catalog, table, insert_rows);
+            auto q = data::buildInsert(catalog, table, insert_rows);
             if (!q) return reject(call, q.error());
             call.transaction->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
                                     [call = std::move(call)](Result<data::QueryResult> r) mutable {

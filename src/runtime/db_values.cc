@@ -4,15 +4,11 @@
 #include <cstdio>
 #include <ctime>
 
+#include "runtime/v8_strings.h"
+
 namespace flux::runtime {
 
 namespace {
-
-v8::Local<v8::String> str(v8::Isolate* isolate, std::string_view s) {
-  return v8::String::NewFromUtf8(isolate, s.data(), v8::NewStringType::kNormal,
-                                 static_cast<int>(s.size()))
-      .ToLocalChecked();
-}
 
 std::string utf8(v8::Isolate* isolate, v8::Local<v8::Value> value) {
   v8::String::Utf8Value s(isolate, value);
@@ -121,7 +117,7 @@ v8::Local<v8::Value> parseArray(v8::Local<v8::Context> context, uint32_t element
   v8::Isolate* isolate = context->GetIsolate();
   auto array = v8::Array::New(isolate);
   uint32_t index = 0;
-  if (pos >= text.size() || text[pos] != '{') return str(isolate, text);
+  if (pos >= text.size() || text[pos] != '{') return v8String(isolate, text);
   ++pos;
   while (pos < text.size() && text[pos] != '}') {
     v8::Local<v8::Value> element;
@@ -247,18 +243,18 @@ v8::Local<v8::Value> fromSqlValue(v8::Local<v8::Context> context, uint32_t oid,
       if (v > -9007199254740992LL && v < 9007199254740992LL) {
         return v8::Number::New(isolate, static_cast<double>(v));
       }
-      return str(isolate, text);
+      return v8String(isolate, text);
     }
     case 114:
     case 3802: {  // json, jsonb
       v8::Local<v8::Value> parsed;
-      if (v8::JSON::Parse(context, str(isolate, text)).ToLocal(&parsed)) return parsed;
-      return str(isolate, text);
+      if (v8::JSON::Parse(context, v8String(isolate, text)).ToLocal(&parsed)) return parsed;
+      return v8String(isolate, text);
     }
     case 1184:  // timestamptz
-      return str(isolate, isoFromTimestamp(text, true));
+      return v8String(isolate, isoFromTimestamp(text, true));
     case 1114:  // timestamp
-      return str(isolate, isoFromTimestamp(text, false));
+      return v8String(isolate, isoFromTimestamp(text, false));
     case 17: {  // bytea, hex format
       size_t n = text.size() >= 2 ? (text.size() - 2) / 2 : 0;
       auto store = v8::ArrayBuffer::NewBackingStore(isolate, n);
@@ -270,14 +266,14 @@ v8::Local<v8::Value> fromSqlValue(v8::Local<v8::Context> context, uint32_t oid,
     }
     default:
       if (uint32_t element = arrayElementType(oid)) return parseArrayText(context, element, text);
-      return str(isolate, text);
+      return v8String(isolate, text);
   }
 }
 
 v8::Local<v8::Array> rowsToJs(v8::Local<v8::Context> context, const data::QueryResult& result) {
   v8::Isolate* isolate = context->GetIsolate();
   std::vector<v8::Local<v8::Value>> names;
-  for (const data::PgColumn& c : result.columns) names.push_back(str(isolate, c.name));
+  for (const data::PgColumn& c : result.columns) names.push_back(v8String(isolate, c.name));
   auto rows = v8::Array::New(isolate, static_cast<int>(result.rows.size()));
   for (size_t r = 0; r < result.rows.size(); ++r) {
     auto row = v8::Object::New(isolate);

@@ -8,19 +8,14 @@
 #include "base/json.h"
 #include "runtime/function_context.h"
 #include "runtime/structured_clone.h"
+#include "runtime/v8_strings.h"
 
 namespace flux::runtime {
 
 namespace {
 
-v8::Local<v8::String> str(v8::Isolate* isolate, std::string_view s) {
-  return v8::String::NewFromUtf8(isolate, s.data(), v8::NewStringType::kNormal,
-                                 static_cast<int>(s.size()))
-      .ToLocalChecked();
-}
-
 void throwTypeError(v8::Isolate* isolate, std::string_view message) {
-  isolate->ThrowException(v8::Exception::TypeError(str(isolate, message)));
+  isolate->ThrowException(v8::Exception::TypeError(v8String(isolate, message)));
 }
 
 bool isValidUtf8(const uint8_t* p, size_t n) {
@@ -78,7 +73,7 @@ v8::Local<v8::Object> IsolateWorker::Host::makeHostObject(v8::Isolate* isolate,
   v8::Local<v8::External> data = v8::External::New(isolate, &worker);
   auto define = [&](const char* name, v8::FunctionCallback callback) {
     auto fn = v8::Function::New(context, callback, data).ToLocalChecked();
-    discard(host->Set(context, str(isolate, name), fn));
+    discard(host->Set(context, v8String(isolate, name), fn));
   };
 
   // log(level, text): console.* and ctx.log.
@@ -229,12 +224,12 @@ v8::Local<v8::Object> IsolateWorker::Host::makeHostObject(v8::Isolate* isolate,
     if (error->IsNativeError() || error->IsObject()) {
       auto object = error.As<v8::Object>();
       v8::Local<v8::Value> v;
-      if (object->Get(ctx, str(iso, "message")).ToLocal(&v) && !v->IsUndefined()) {
+      if (object->Get(ctx, v8String(iso, "message")).ToLocal(&v) && !v->IsUndefined()) {
         message = toUtf8(iso, v);
       } else {
         message = toUtf8(iso, error);
       }
-      if (object->Get(ctx, str(iso, "stack")).ToLocal(&v) && v->IsString()) {
+      if (object->Get(ctx, v8String(iso, "stack")).ToLocal(&v) && v->IsString()) {
         stack = toUtf8(iso, v);
       }
     } else {

@@ -11,6 +11,7 @@
 
 #include "base/json.h"
 #include "runtime/function_context.h"
+#include "runtime/v8_strings.h"
 
 namespace flux::runtime {
 
@@ -19,12 +20,6 @@ extern const std::string_view kRuntimeGlueJs;
 namespace {
 
 using std::chrono::milliseconds;
-
-v8::Local<v8::String> str(v8::Isolate* isolate, std::string_view s) {
-  return v8::String::NewFromUtf8(isolate, s.data(), v8::NewStringType::kNormal,
-                                 static_cast<int>(s.size()))
-      .ToLocalChecked();
-}
 
 std::string bundleResourceName(const FunctionBundle& bundle) {
   return "flux-bundle/" + bundle.name + ".js";
@@ -177,8 +172,8 @@ IsolateWorker::IsolateWorker(boost::asio::io_context& loop, RuntimeOptions optio
   v8::HandleScope scope(isolate_);
   auto context = v8::Context::New(isolate_);
   v8::Context::Scope context_scope(context);
-  v8::ScriptOrigin origin(isolate_, str(isolate_, "flux:runtime/glue.js"));
-  v8::ScriptCompiler::Source source(str(isolate_, kRuntimeGlueJs), origin);
+  v8::ScriptOrigin origin(isolate_, v8String(isolate_, "flux:runtime/glue.js"));
+  v8::ScriptCompiler::Source source(v8String(isolate_, kRuntimeGlueJs), origin);
   auto glue = v8::ScriptCompiler::CompileUnboundScript(isolate_, &source);
   // The glue is built into the binary: failing to compile it is a build defect.
   if (glue.IsEmpty()) {
@@ -258,7 +253,7 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
       message = what + ": " + Host::toUtf8(isolate_, exception);
       if (exception->IsObject()) {
         v8::Local<v8::Value> s;
-        if (exception.As<v8::Object>()->Get(context, str(isolate_, "stack")).ToLocal(&s)) {
+        if (exception.As<v8::Object>()->Get(context, v8String(isolate_, "stack")).ToLocal(&s)) {
           stack = Host::toUtf8(isolate_, s);
         }
       }
@@ -276,11 +271,13 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
     auto glue = state_->glue.Get(isolate_)->BindToCurrentContext();
     v8::Local<v8::Value> install_fn;
     auto global = context->Global();
-    auto glue_name = str(isolate_, "__fluxGlue");
+    auto glue_name = v8String(isolate_, "__fluxGlue");
     v8::Local<v8::Value> glue_ns;
     if (glue->Run(context).IsEmpty() || !global->Get(context, glue_name).ToLocal(&glue_ns) ||
         !glue_ns->IsObject() ||
-        !glue_ns.As<v8::Object>()->Get(context, str(isolate_, "install")).ToLocal(&install_fn) ||
+        !glue_ns.As<v8::Object>()
+             ->Get(context, v8String(isolate_, "install"))
+             .ToLocal(&install_fn) ||
         !install_fn->IsFunction()) {
       fprintf(stderr, "flux: internal error: the runtime glue did not load\n");
       abort();
@@ -288,7 +285,7 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
     discard(global->Delete(context, glue_name));
     v8::Local<v8::Object> env = v8::Object::New(isolate_);
     for (const auto& [key, value] : options_.env) {
-      discard(env->Set(context, str(isolate_, key), str(isolate_, value)));
+      discard(env->Set(context, v8String(isolate_, key), v8String(isolate_, value)));
     }
     v8::Local<v8::Value> args[] = {Host::makeHostObject(isolate_, *this), env};
     v8::Local<v8::Value> result;
@@ -299,7 +296,7 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
     }
     api = result.As<v8::Object>();
     auto getFn = [&](const char* name) {
-      return api->Get(context, str(isolate_, name)).ToLocalChecked().As<v8::Function>();
+      return api->Get(context, v8String(isolate_, name)).ToLocalChecked().As<v8::Function>();
     };
     fc->dispatch.Reset(isolate_, getFn("dispatch"));
     fc->fire_timer.Reset(isolate_, getFn("fireTimer"));
@@ -308,9 +305,9 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
   }
 
   // 2. The function's module.
-  v8::ScriptOrigin origin(isolate_, str(isolate_, bundleResourceName(bundle_ref)), 0, 0, false, -1,
-                          {}, false, false, /*is_module=*/true);
-  v8::ScriptCompiler::Source source(str(isolate_, bundle_ref.code), origin);
+  v8::ScriptOrigin origin(isolate_, v8String(isolate_, bundleResourceName(bundle_ref)), 0, 0, false,
+                          -1, {}, false, false, /*is_module=*/true);
+  v8::ScriptCompiler::Source source(v8String(isolate_, bundle_ref.code), origin);
   v8::Local<v8::Module> module;
   if (!v8::ScriptCompiler::CompileModule(isolate_, &source).ToLocal(&module)) {
     loadFailed("the function's module does not compile");
@@ -322,16 +319,16 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
       std::string name = Host::toUtf8(isolate, specifier);
       if (name != "@flux/functions") {
         isolate->ThrowException(v8::Exception::Error(
-            str(isolate, "cannot import '" + name +
-                             "': imports are bundled at build time; only '@flux/functions' is "
-                             "provided by the runtime")));
+            v8String(isolate, "cannot import '" + name +
+                                  "': imports are bundled at build time; only '@flux/functions' is "
+                                  "provided by the runtime")));
         return {};
       }
       auto steps = [](v8::Local<v8::Context> c,
                       v8::Local<v8::Module> m) -> v8::MaybeLocal<v8::Value> {
         v8::Isolate* iso = c->GetIsolate();
         FunctionContext& owner = FunctionContext::from(c);
-        if (m->SetSyntheticModuleExport(iso, str(iso, "defineFunction"),
+        if (m->SetSyntheticModuleExport(iso, v8String(iso, "defineFunction"),
                                         owner.define_function.Get(iso))
                 .IsNothing()) {
           return {};
@@ -340,8 +337,8 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
         discard(resolver->Resolve(c, v8::Undefined(iso)));
         return resolver->GetPromise();
       };
-      return v8::Module::CreateSyntheticModule(isolate, str(isolate, "@flux/functions"),
-                                               {str(isolate, "defineFunction")}, steps);
+      return v8::Module::CreateSyntheticModule(isolate, v8String(isolate, "@flux/functions"),
+                                               {v8String(isolate, "defineFunction")}, steps);
     };
     v8::Local<v8::Value> evaluated;
     if (!module->InstantiateModule(context, resolve).FromMaybe(false)) {
@@ -361,7 +358,7 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
       } else {
         auto ns = module->GetModuleNamespace().As<v8::Object>();
         v8::Local<v8::Value> handler;
-        if (!ns->Get(context, str(isolate_, "default")).ToLocal(&handler) ||
+        if (!ns->Get(context, v8String(isolate_, "default")).ToLocal(&handler) ||
             handler->IsUndefined()) {
           try_catch.Reset();
           loadFailed("functions/" + bundle_ref.name +
@@ -411,8 +408,8 @@ void IsolateWorker::invoke(const std::shared_ptr<const FunctionBundle>& bundle,
     std::string_view host;
     for (const net::HttpHeader& h : request.headers) {
       if (net::equalsIgnoreCase(h.name, "host")) host = h.value;
-      discard(headers->Set(context, i++, str(isolate_, h.name)));
-      discard(headers->Set(context, i++, str(isolate_, h.value)));
+      discard(headers->Set(context, i++, v8String(isolate_, h.name)));
+      discard(headers->Set(context, i++, v8String(isolate_, h.value)));
     }
     std::string url = "http://";
     url += host.empty() ? std::string_view("localhost") : host;
@@ -425,16 +422,16 @@ void IsolateWorker::invoke(const std::shared_ptr<const FunctionBundle>& bundle,
     }
     auto params = v8::Object::New(isolate_);
     for (const auto& [key, value] : invocation.params) {
-      discard(params->Set(context, str(isolate_, key), str(isolate_, value)));
+      discard(params->Set(context, v8String(isolate_, key), v8String(isolate_, value)));
     }
     v8::Local<v8::Value> args[] = {
         v8::Integer::NewFromUnsigned(isolate_, slot),
         fc.handler.Get(isolate_),
-        str(isolate_, request.method),
-        str(isolate_, url),
+        v8String(isolate_, request.method),
+        v8String(isolate_, url),
         headers,
         body,
-        str(isolate_, invocation.id.toString()),
+        v8String(isolate_, invocation.id.toString()),
         params,
     };
     discard(fc.dispatch.Get(isolate_)->Call(context, v8::Undefined(isolate_), 8, args));
