@@ -253,14 +253,18 @@ int runDev(const DevOptions& options) {
   std::string banner = fmt::format("Flux dev server listening on {}\n  database: {}\n", base,
                                    (*dev)->databaseDescription());
   std::string example;
+  const FunctionSpec* tried = nullptr;
   for (const FunctionSpec& f : (*dev)->project().functions) {
     banner += fmt::format("  {:6} {:24} functions/{}\n", f.method, f.route, f.folder);
-    if (example.empty() && f.route.find(':') == std::string::npos) {
-      example = f.method == "GET" || f.method == "ANY"
-                    ? fmt::format("curl {}{}", base, f.route)
-                    : fmt::format("curl -X {} {}{} -H 'content-type: application/json' -d '{{}}'",
-                                  f.method, base, f.route);
-    }
+    if (f.route.find(':') != std::string::npos) continue;
+    // The first GET route is the friendliest to try; otherwise the first one at all.
+    if (tried == nullptr || (tried->method != "GET" && f.method == "GET")) tried = &f;
+  }
+  if (tried != nullptr) {
+    example = tried->method == "GET" || tried->method == "ANY"
+                  ? fmt::format("curl {}{}", base, tried->route)
+                  : fmt::format("curl -X {} {}{} -H 'content-type: application/json' -d '{{}}'",
+                                tried->method, base, tried->route);
   }
   if (!example.empty()) banner += "Try: " + example + "\n";
   banner += "Ctrl-C stops the server.";
