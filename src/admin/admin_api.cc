@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "admin/record_queries.h"
 #include "admin/state_queries.h"
 #include "base/json.h"
 
@@ -48,9 +49,19 @@ bool bearerTokenMatches(std::string_view authorization, std::string_view token) 
   return difference == 0;
 }
 
-std::optional<StateEndpoint> endpointOf(std::string_view path) {
-  if (path == "/_flux/state/history") return StateEndpoint::kHistory;
-  if (path == "/_flux/state/blame") return StateEndpoint::kBlame;
+enum class Route { kStateHistory, kStateBlame, kRecord, kRecordList };
+
+constexpr std::string_view kRecordsPath = "/_flux/records";
+
+std::optional<Route> routeOf(std::string_view path) {
+  if (path == "/_flux/state/history") return Route::kStateHistory;
+  if (path == "/_flux/state/blame") return Route::kStateBlame;
+  if (path == kRecordsPath) return Route::kRecordList;
+  if (path.starts_with(kRecordsPath) && path.size() > kRecordsPath.size() &&
+      path[kRecordsPath.size()] == '/' &&
+      path.find('/', kRecordsPath.size() + 1) == std::string_view::npos) {
+    return Route::kRecord;
+  }
   return std::nullopt;
 }
 
@@ -80,6 +91,25 @@ net::HttpResponse databaseErrorResponse(const Error& error) {
   return errorResponse(500, "cannot read the mutation log: " + error.message);
 }
 
+// The same for the execution records, whose reads touch flux.executions and, for each
+// record's writes, flux.state_mutations.
+net::HttpResponse recordsDatabaseErrorResponse(const Error& error) {
+  if (sqlstateOf(error) == kUndefinedTable) {
+    if (error.message.find("state_mutations") != std::string::npos) {
+      return errorResponse(500,
+                           "flux.state_mutations does not exist: the mutation log is not set up "
+                           "in this database (flux dev and flux serve create it when they start)");
+    }
+    return errorResponse(500,
+                         "flux.executions does not exist: execution records are not set up in "
+                         "this database (flux dev and flux serve create it when they start)");
+  }
+  if (error.code == ErrorCode::kInvalidArgument || error.code == ErrorCode::kInternal) {
+    return errorResponse(500, "cannot read the execution records: " + error.message);
+  }
+  return databaseErrorResponse(error);
+}
+
 // Text from a database whose encoding is not UTF-8 may hold invalid sequences: they become
 // U+FFFD rather than an exception.
 std::string dumpJson(const nlohmann::json& value) {
@@ -98,11 +128,19 @@ bool isAdminPath(std::string_view path) { return path == "/_flux" || path.starts
 // One history or blame request in flight: lookup of the table, then of its mutations.
 struct AdminApi::Impl {
   struct Call {
-    StateRequest request;
     net::Responder respond;
     data::PgLease lease;
+    // State endpoints.
+    StateRequest request;
     TableInfo table;
+    // GET /_flux/records/<id>.
+    RecordRef ref;
+    nlohmann::json record;
+    // GET /_flux/records.
+    RecordListRequest list;
+    std::optional<int64_t> newest_started_at_us;
   };
+  using Step = void (Impl::*)(uint64_t id, Result<data::QueryResult> result);
 
   Impl(boost::asio::io_context& loop, std::string token, data::PoolOptions database)
       : token_(std::move(token)), pool_(loop, withSize(std::move(database))) {}
@@ -119,6 +157,21 @@ struct AdminApi::Impl {
   void onLease(uint64_t id, Result<data::PgLease> lease);
   void onTableInfo(uint64_t id, Result<data::QueryResult> result);
   void onMutations(uint64_t id, Result<data::QueryResult> result);
+  // GET /_flux/records/<id>: resolve the id, read the record, then its mutations.
+  void onRecordLease(uint64_t id, Result<data::PgLease> lease);
+  void onRecordResolved(uint64_t id, Result<data::QueryResult> result);
+  void onRecordRow(uint64_t id, Result<data::QueryResult> result);
+  void onRecordMutations(uint64_t id, Result<data::QueryResult> result);
+  // GET /_flux/records: the newest start time, then the page.
+  void onRecordListLease(uint64_t id, Result<data::PgLease> lease);
+  void onNewestRecord(uint64_t id, Result<data::QueryResult> result);
+  void onRecordList(uint64_t id, Result<data::QueryResult> result);
+  // Registers a call and leases it a connection; `next` gets the lease.
+  void start(std::unique_ptr<Call> call,
+             void (Impl::*next)(uint64_t id, Result<data::PgLease> lease));
+  // Runs one statement on the call's connection; `next` gets the result.
+  void runQuery(uint64_t id, std::string sql, data::QueryParams params, data::Prepare prepare,
+                Step next);
   // Answers the call and forgets it (which returns its connection to the pool).
   void finish(uint64_t id, net::HttpResponse response);
   Call* find(uint64_t id) {
@@ -143,11 +196,12 @@ void AdminApi::Impl::handle(net::HttpRequest request, net::Responder respond) {
     response.headers.push_back({"www-authenticate", "Bearer"});
     return respond(std::move(response));
   }
-  std::optional<StateEndpoint> endpoint = endpointOf(request.path());
-  if (!endpoint) {
+  std::optional<Route> route = routeOf(request.path());
+  if (!route) {
     return respond(errorResponse(
         404, "no admin endpoint at " + std::string(request.path()) +
-                 ": the admin API has GET /_flux/state/history and GET /_flux/state/blame"));
+                 ": the admin API has GET /_flux/state/history, GET /_flux/state/blame, GET "
+                 "/_flux/records and GET /_flux/records/<id>"));
   }
   if (request.method != "GET") {
     net::HttpResponse response =
@@ -155,18 +209,51 @@ void AdminApi::Impl::handle(net::HttpRequest request, net::Responder respond) {
     response.headers.push_back({"allow", "GET"});
     return respond(std::move(response));
   }
-  auto parsed = parseStateRequest(*endpoint, request.query());
-  if (!parsed) return respond(errorResponse(400, parsed.error().message));
-
-  uint64_t id = ++next_call_;
   auto call = std::make_unique<Call>();
-  call->request = std::move(*parsed);
   call->respond = std::move(respond);
+  if (*route == Route::kRecord) {
+    auto text = percentDecode(request.path().substr(kRecordsPath.size() + 1));
+    if (!text) return call->respond(errorResponse(400, text.error().message));
+    auto ref = parseRecordRef(*text);
+    if (!ref) return call->respond(errorResponse(400, ref.error().message));
+    call->ref = std::move(*ref);
+    return start(std::move(call), &Impl::onRecordLease);
+  }
+  if (*route == Route::kRecordList) {
+    auto list = parseRecordListRequest(request.query());
+    if (!list) return call->respond(errorResponse(400, list.error().message));
+    call->list = std::move(*list);
+    return start(std::move(call), &Impl::onRecordListLease);
+  }
+  StateEndpoint endpoint =
+      *route == Route::kStateHistory ? StateEndpoint::kHistory : StateEndpoint::kBlame;
+  auto parsed = parseStateRequest(endpoint, request.query());
+  if (!parsed) return call->respond(errorResponse(400, parsed.error().message));
+  call->request = std::move(*parsed);
+  start(std::move(call), &Impl::onLease);
+}
+
+void AdminApi::Impl::start(std::unique_ptr<Call> call,
+                           void (Impl::*next)(uint64_t id, Result<data::PgLease> lease)) {
+  uint64_t id = ++next_call_;
   calls_.emplace(id, std::move(call));
-  pool_.acquire([this, alive = std::weak_ptr<char>(alive_), id](Result<data::PgLease> lease) {
-    if (alive.expired()) return;
-    onLease(id, std::move(lease));
-  });
+  pool_.acquire(
+      [this, alive = std::weak_ptr<char>(alive_), id, next](Result<data::PgLease> lease) {
+        if (alive.expired()) return;
+        (this->*next)(id, std::move(lease));
+      });
+}
+
+void AdminApi::Impl::runQuery(uint64_t id, std::string sql, data::QueryParams params,
+                              data::Prepare prepare, Step next) {
+  Call* call = find(id);
+  if (call == nullptr) return;
+  call->lease.connection().query(
+      std::move(sql), std::move(params), prepare,
+      [this, alive = std::weak_ptr<char>(alive_), id, next](Result<data::QueryResult> result) {
+        if (alive.expired()) return;
+        (this->*next)(id, std::move(result));
+      });
 }
 
 void AdminApi::Impl::onLease(uint64_t id, Result<data::PgLease> lease) {
@@ -241,6 +328,96 @@ void AdminApi::Impl::onMutations(uint64_t id, Result<data::QueryResult> result) 
   }
   finish(id, jsonResponse(200, dumpJson(blameJson(request.table, request.pk, key_columns, blame,
                                                   page->truncated()))));
+}
+
+void AdminApi::Impl::onRecordLease(uint64_t id, Result<data::PgLease> lease) {
+  Call* call = find(id);
+  if (call == nullptr) return;
+  if (!lease) return finish(id, databaseErrorResponse(lease.error()));
+  call->lease = std::move(*lease);
+  SqlQuery query = resolveRecordQuery(call->ref);
+  runQuery(id, std::move(query.sql), std::move(query.params), data::Prepare::kYes,
+           &Impl::onRecordResolved);
+}
+
+void AdminApi::Impl::onRecordResolved(uint64_t id, Result<data::QueryResult> result) {
+  Call* call = find(id);
+  if (call == nullptr) return;
+  if (!result) return finish(id, recordsDatabaseErrorResponse(result.error()));
+  auto resolution = parseResolution(*result);
+  if (!resolution) return finish(id, errorResponse(500, resolution.error().message));
+  if (resolution->found.empty()) {
+    return finish(id, errorResponse(404, unknownRecordMessage(call->ref)));
+  }
+  if (resolution->total > 1) {
+    return finish(id, jsonResponse(409, dumpJson(ambiguousRecordJson(call->ref, *resolution))));
+  }
+  std::string record_id = resolution->found[0].value("id", "");
+  runQuery(id, kRecordSql, {std::move(record_id)}, data::Prepare::kYes, &Impl::onRecordRow);
+}
+
+void AdminApi::Impl::onRecordRow(uint64_t id, Result<data::QueryResult> result) {
+  Call* call = find(id);
+  if (call == nullptr) return;
+  if (!result) return finish(id, recordsDatabaseErrorResponse(result.error()));
+  auto row = parseRecordRow(*result);
+  if (!row) return finish(id, errorResponse(500, row.error().message));
+  // Deleted between the two reads (retention): as unknown as if it never was.
+  if (!*row) return finish(id, errorResponse(404, unknownRecordMessage(call->ref)));
+  call->record = std::move(**row);
+  std::string record_id = call->record.value("id", "");
+  runQuery(id, kRecordMutationsSql, {std::move(record_id), std::to_string(kMaxRecordMutations)},
+           data::Prepare::kYes, &Impl::onRecordMutations);
+}
+
+void AdminApi::Impl::onRecordMutations(uint64_t id, Result<data::QueryResult> result) {
+  Call* call = find(id);
+  if (call == nullptr) return;
+  RecordMutations mutations;
+  if (!result) {
+    // A database without the mutation log still has records to show: with no writes.
+    if (sqlstateOf(result.error()) != kUndefinedTable) {
+      return finish(id, recordsDatabaseErrorResponse(result.error()));
+    }
+  } else {
+    auto parsed = parseRecordMutations(*result);
+    if (!parsed) return finish(id, errorResponse(500, parsed.error().message));
+    mutations = std::move(*parsed);
+  }
+  finish(id, jsonResponse(200, dumpJson(recordJson(std::move(call->record),
+                                                   std::move(mutations)))));
+}
+
+void AdminApi::Impl::onRecordListLease(uint64_t id, Result<data::PgLease> lease) {
+  Call* call = find(id);
+  if (call == nullptr) return;
+  if (!lease) return finish(id, databaseErrorResponse(lease.error()));
+  call->lease = std::move(*lease);
+  runQuery(id, kNewestRecordSql, {}, data::Prepare::kYes, &Impl::onNewestRecord);
+}
+
+void AdminApi::Impl::onNewestRecord(uint64_t id, Result<data::QueryResult> result) {
+  Call* call = find(id);
+  if (call == nullptr) return;
+  if (!result) return finish(id, recordsDatabaseErrorResponse(result.error()));
+  auto newest = parseNewestRecord(*result);
+  if (!newest) return finish(id, errorResponse(500, newest.error().message));
+  call->newest_started_at_us = *newest;
+  SqlQuery query = recordListQuery(call->list);
+  // Built per filter set: unprepared, so that filters never fill the connection's statement
+  // cache and each run is planned for its own bounds.
+  runQuery(id, std::move(query.sql), std::move(query.params), data::Prepare::kNo,
+           &Impl::onRecordList);
+}
+
+void AdminApi::Impl::onRecordList(uint64_t id, Result<data::QueryResult> result) {
+  Call* call = find(id);
+  if (call == nullptr) return;
+  if (!result) return finish(id, recordsDatabaseErrorResponse(result.error()));
+  auto summaries = parseRecordSummaries(*result);
+  if (!summaries) return finish(id, errorResponse(500, summaries.error().message));
+  finish(id, jsonResponse(200, dumpJson(recordListJson(std::move(*summaries), call->list,
+                                                       call->newest_started_at_us))));
 }
 
 void AdminApi::Impl::finish(uint64_t id, net::HttpResponse response) {

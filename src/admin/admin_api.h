@@ -4,6 +4,8 @@
 //
 //   GET /_flux/state/history?table=users&id=42[&limit=N]
 //   GET /_flux/state/blame?table=users&id=42
+//   GET /_flux/records/<id, prefix, req:handle or handle>   a record and its mutations
+//   GET /_flux/records?since=&after=&limit=&fn=&status=&errors_only=&path=&kind=&method=
 #pragma once
 
 #include <boost/asio/io_context.hpp>

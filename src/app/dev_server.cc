@@ -17,6 +17,7 @@
 #include "app/migrations.h"
 #include "data/mutation_log.h"
 #include "gateway/gateway.h"
+#include "record/schema.h"
 
 namespace flux::app {
 
@@ -79,6 +80,20 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
     }
   }
 
+  // Every execution is recorded (FLUX_RECORD=off exists for benchmarks only).
+  const char* record_switch = std::getenv("FLUX_RECORD");
+  if (record_switch != nullptr && std::string_view(record_switch) == "off") {
+    log.write("recording OFF (FLUX_RECORD=off): for measurement only");
+  } else {
+    if (auto installed = record::installRecordSchema(conninfo); !installed) {
+      return std::unexpected(installed.error());
+    }
+    record::RecorderOptions recorder_options;
+    recorder_options.conninfo = conninfo;
+    recorder_options.spill_dir = dev->project_.root / ".flux" / "spill";
+    dev->recorder_ = std::make_unique<record::Recorder>(std::move(recorder_options));
+  }
+
   for (const FunctionSpec& spec : dev->project_.functions) {
     auto bundle = bundleFunction(dev->project_, spec, dev->next_version_++);
     if (!bundle) {
@@ -112,7 +127,8 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
             },
             std::make_unique<admin::AdminApi>(
                 loop.context(), self->admin_token_,
-                data::PoolOptions{.conninfo = runtime_options.database->conninfo, .size = 2}));
+                data::PoolOptions{.conninfo = runtime_options.database->conninfo, .size = 2}),
+            self->recorder_.get());
       });
   if (!server) return std::unexpected(server.error());
   dev->server_ = std::move(*server);
@@ -160,6 +176,7 @@ DevServer::~DevServer() {
   }
   if (server_) server_->stop();
   server_.reset();
+  recorder_.reset();  // flushes what the workers submitted, while PostgreSQL still runs
   if (postgres_) {
     if (auto stopped = postgres_->stop(); !stopped) log_.write(stopped.error().message);
   }

@@ -18,6 +18,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "net/http_server.h"
+#include "record/recorder.h"
 #include "runtime/function_bundle.h"
 #include "runtime/v8_platform.h"
 
@@ -55,6 +56,8 @@ class DevServer {
   SystemClock clock_;
   std::unique_ptr<runtime::V8Platform> platform_;
   std::unique_ptr<EmbeddedPostgres> postgres_;
+  // Outlives the server (workers submit to it); destroyed before PostgreSQL stops, flushing.
+  std::unique_ptr<record::Recorder> recorder_;
   std::string database_description_;
   std::string admin_token_;
   std::filesystem::path dev_file_;

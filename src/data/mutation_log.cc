@@ -3,7 +3,11 @@
 #include <libpq-fe.h>
 
 #include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
 #include <memory>
+#include <vector>
 
 namespace flux::data {
 namespace {
@@ -302,6 +306,14 @@ std::string errorOf(PGconn* conn, const PGresult* result) {
   return message;
 }
 
+// The error of a failed statement: kUnavailable when the connection is gone (PostgreSQL
+// unreachable), else kInvalidArgument (the SQL's fault).
+Error statementError(PGconn* conn, const std::string& what, const std::string& error) {
+  ErrorCode code =
+      PQstatus(conn) == CONNECTION_OK ? ErrorCode::kInvalidArgument : ErrorCode::kUnavailable;
+  return Error{code, what + ": " + error, {}};
+}
+
 // Runs sql (one or more statements, no parameters), taking every result; the first error wins.
 Result<void> exec(PGconn* conn, const char* sql, const std::string& what) {
   PgResult result(PQexec(conn, sql));
@@ -314,23 +326,143 @@ Result<void> exec(PGconn* conn, const char* sql, const std::string& what) {
     }
   }
   if (error.empty()) return {};
-  // A lost connection is PostgreSQL being unreachable; anything else is the SQL's fault.
-  ErrorCode code =
-      PQstatus(conn) == CONNECTION_OK ? ErrorCode::kInvalidArgument : ErrorCode::kUnavailable;
-  return fail(code, what + ": " + error);
+  return std::unexpected(statementError(conn, what, error));
 }
 
-// Runs sql in a transaction that holds the install lock. On failure the connection is closed
-// by the caller, which rolls the transaction back.
-Result<void> underInstallLock(const std::string& conninfo, const char* sql,
-                              const std::string& purpose) {
+// A parameter of query(): text, or binary (bytea) when binary is set.
+struct Param {
+  std::string value;
+  bool binary = false;
+};
+
+// Runs one statement with parameters; returns the first row's first column ("" without one).
+Result<std::string> queryValue(PGconn* conn, const char* sql, const std::vector<Param>& params,
+                               const std::string& what) {
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+  for (const Param& p : params) {
+    values.push_back(p.value.data());
+    lengths.push_back(static_cast<int>(p.value.size()));
+    formats.push_back(p.binary ? 1 : 0);
+  }
+  PgResult result(PQexecParams(conn, sql, static_cast<int>(params.size()), nullptr,
+                               values.data(), lengths.data(), formats.data(), 0));
+  ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    return std::unexpected(statementError(conn, what, errorOf(conn, result.get())));
+  }
+  if (PQntuples(result.get()) < 1 || PQnfields(result.get()) < 1) return std::string();
+  return std::string(PQgetvalue(result.get(), 0, 0));
+}
+
+// Runs body in a transaction that holds the install lock, then commits. On failure the
+// connection is closed, which rolls the transaction back.
+Result<void> underInstallLock(const std::string& conninfo, const std::string& purpose,
+                              const std::function<Result<void>(PGconn*)>& body) {
   auto conn = connect(conninfo, purpose);
   if (!conn) return std::unexpected(conn.error());
   const std::string what = "cannot " + purpose;
-  for (const char* step : {"BEGIN", kInstallLockSql, sql, "COMMIT"}) {
+  for (const char* step : {"BEGIN", kInstallLockSql}) {
     if (auto ok = exec(conn->get(), step, what); !ok) return ok;
   }
-  return {};
+  if (auto ok = body(conn->get()); !ok) return ok;
+  return exec(conn->get(), "COMMIT", what);
+}
+
+Result<void> underInstallLock(const std::string& conninfo, const char* sql,
+                              const std::string& purpose) {
+  return underInstallLock(conninfo, purpose, [&purpose, sql](PGconn* conn) {
+    return exec(conn, sql, "cannot " + purpose);
+  });
+}
+
+// FNV-1a, 64 bits, as hex: names the library file after its bytes.
+std::string contentHash(std::string_view bytes) {
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : bytes) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  char buffer[17];
+  std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(hash));
+  return buffer;
+}
+
+std::string quoteLiteral(PGconn* conn, const std::string& text) {
+  char* quoted = PQescapeLiteral(conn, text.data(), text.size());
+  if (quoted == nullptr) return "''";
+  std::string out = quoted;
+  PQfreemem(quoted);
+  return out;
+}
+
+// Replaces flux.capture() by the C library, inside the install transaction (the plpgsql
+// definition of kInstallSql is in place). The server writes the library itself (lo_export, as
+// the server's own user, so it can read it back wherever flux runs and whoever flux runs as)
+// into its data directory, as flux_capture_<content hash>_<database oid>.so: a file is written
+// once and never rewritten, since a backend that loaded it maps it (rewriting a mapped library
+// crashes that backend), and concurrent installs of one database take turns on the install
+// lock (the lock is per database, hence the oid in the name). Returns why not when the server
+// cannot use it: a role that is not a superuser (C functions and server-side files need one),
+// a server that is not PostgreSQL 15, or any error while writing or loading the library (a
+// server on another machine that cannot load this build).
+Result<void> installCCapture(PGconn* conn) {
+  const std::string what = "cannot install the C capture";
+  if (kCaptureLibrary.empty()) {
+    return fail(ErrorCode::kUnavailable,
+                "this flux was built without PostgreSQL's server headers (scripts/setup.sh)");
+  }
+  auto server = queryValue(conn,
+                           "SELECT pg_catalog.current_setting('server_version_num')::int / 10000 "
+                           "|| ' ' || (SELECT rolsuper FROM pg_catalog.pg_roles "
+                           "WHERE rolname = current_user)",
+                           {}, what);
+  if (!server) return std::unexpected(server.error());
+  if (!server->starts_with("15 ")) {
+    return fail(ErrorCode::kUnavailable,
+                "the server is PostgreSQL " + server->substr(0, server->find(' ')) +
+                    ", the C capture is built for 15");
+  }
+  if (server->substr(3) != "true") {
+    return fail(ErrorCode::kUnavailable, "the role is not a superuser");
+  }
+  if (auto ok = exec(conn, "SAVEPOINT flux_capture_c", what); !ok) return ok;
+  auto attempt = [&]() -> Result<void> {
+    auto path = queryValue(
+        conn,
+        "SELECT pg_catalog.current_setting('data_directory') || '/flux_capture_' || $1 || '_' "
+        "|| oid || '.so' FROM pg_catalog.pg_database WHERE datname = current_database()",
+        {{contentHash(kCaptureLibrary)}}, what);
+    if (!path) return std::unexpected(path.error());
+    const Param library{std::string(kCaptureLibrary), true};
+    auto present = queryValue(conn,
+                              "SELECT coalesce(pg_catalog.pg_read_binary_file($1, 0, $2, true) "
+                              "= $3::bytea, false)",
+                              {{*path}, {std::to_string(kCaptureLibrary.size() + 1)}, library},
+                              what);
+    if (!present) return std::unexpected(present.error());
+    if (*present != "t") {
+      auto object = queryValue(conn, "SELECT pg_catalog.lo_from_bytea(0, $1::bytea)", {library},
+                               what);
+      if (!object) return std::unexpected(object.error());
+      auto written = queryValue(conn, "SELECT pg_catalog.lo_export($1::oid, $2)",
+                                {{*object}, {*path}}, what);
+      if (!written) return std::unexpected(written.error());
+      auto unlinked = queryValue(conn, "SELECT pg_catalog.lo_unlink($1::oid)", {{*object}}, what);
+      if (!unlinked) return std::unexpected(unlinked.error());
+    }
+    const std::string create =
+        "CREATE OR REPLACE FUNCTION flux.capture() RETURNS trigger LANGUAGE c AS " +
+        quoteLiteral(conn, *path) + ", 'flux_capture'";
+    return exec(conn, create.c_str(), what);
+  };
+  auto installed = attempt();
+  if (!installed) {
+    if (auto ok = exec(conn, "ROLLBACK TO SAVEPOINT flux_capture_c", what); !ok) return ok;
+  }
+  if (auto ok = exec(conn, "RELEASE SAVEPOINT flux_capture_c", what); !ok) return ok;
+  return installed;
 }
 
 bool isHexDigit(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
@@ -359,8 +491,28 @@ INSERT INTO flux.state_mutations
 VALUES ($1::uuid, $2, $3, NULL, $4, $5::jsonb, $6::jsonb,
         CASE WHEN $7::boolean THEN NULL ELSE txid_current_if_assigned() END, $7::boolean, 0))sql";
 
-Result<void> installMutationLog(const std::string& conninfo) {
-  return underInstallLock(conninfo, kInstallSql, "install the mutation log (schema flux)");
+Result<MutationLogInstall> installMutationLog(const std::string& conninfo, CaptureChoice choice) {
+  const std::string purpose = "install the mutation log (schema flux)";
+  MutationLogInstall outcome;
+  auto installed = underInstallLock(conninfo, purpose, [&](PGconn* conn) -> Result<void> {
+    if (auto ok = exec(conn, kInstallSql, "cannot " + purpose); !ok) return ok;
+    if (choice == CaptureChoice::kPlpgsqlOnly) return {};
+    auto c = installCCapture(conn);
+    if (c) {
+      outcome.capture = CaptureFunction::kC;
+    } else if (PQstatus(conn) != CONNECTION_OK) {
+      return std::unexpected(c.error());
+    } else {
+      outcome.why_plpgsql = c.error().message;
+    }
+    return {};
+  });
+  if (!installed) return std::unexpected(installed.error());
+  return outcome;
+}
+
+std::string_view captureFunctionName(CaptureFunction capture) {
+  return capture == CaptureFunction::kC ? "C capture" : "plpgsql capture";
 }
 
 Result<void> captureAllTables(const std::string& conninfo) {

@@ -1,21 +1,35 @@
 // The mutation log: every row change in the user's tables, in flux.state_mutations.
 //
-// One plpgsql trigger function, flux.capture(), runs AFTER INSERT OR UPDATE OR DELETE FOR EACH
-// ROW on every user table (trigger `flux_capture`, the table's primary key column names as its
-// arguments, in key order, so the trigger never looks at the catalog). What it does depends on
-// the transaction's `flux.capture` setting:
-//   'on'  (a Flux request, see beginRequestTransactionSql): inserts nothing; it sends a NOTICE
-//         with SQLSTATE FX001 whose message is a JSON object
+// One trigger function, flux.capture(), runs AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW on
+// every user table (trigger `flux_capture`, the table's primary key column names as its
+// arguments, in key order, so the trigger never looks at the catalog). It has two
+// implementations, chosen by installMutationLog() per database: the C library flux_capture
+// (pg_extension/, the fast one) when the server can load it, else plpgsql. Swapping the
+// function's body keeps every trigger (they name the function by oid) and needs no reinstall.
+// What it does depends on the transaction's `flux.capture` setting:
+//   'on'  (a Flux request, see beginRequestTransactionSql): the row is logged with the request's
+//         flux.request_id, actor NULL. A change payload is the JSON object
 //           {"s": schema, "t": table, "op": "INSERT"|"UPDATE"|"DELETE", "pk": text or null,
 //            "old": row or null, "new": row or null, "tx": txid, "at": ISO 8601 timestamp}.
-//         Notices reach the client even from a transaction that later rolls back: the request
-//         collects them and stores them with kStoreCapturedSql, before its COMMIT (in the same
-//         transaction) or after its ROLLBACK (marked rolled back). A session whose
+//         C:       the rows wait in the backend's memory and are inserted at COMMIT (or
+//                  PREPARE TRANSACTION), in the same transaction, by the server itself: the
+//                  client has nothing to do. A ROLLBACK TO SAVEPOINT marks the rows written
+//                  since the savepoint rolled back (still inserted, in order). When the
+//                  transaction aborts (ROLLBACK, a failed statement, a failed COMMIT), the
+//                  server sends one NOTICE with SQLSTATE FX002 whose message is a JSON array of
+//                  the payloads of every row of the transaction; the client stores it with
+//                  kStoreCapturedSql after the ROLLBACK, marked rolled back.
+//         plpgsql: inserts nothing; it sends a NOTICE with SQLSTATE FX001 per row, the payload
+//                  as message. The request collects them and stores them with
+//                  kStoreCapturedSql, before its COMMIT (in the same transaction) or after its
+//                  ROLLBACK (marked rolled back).
+//         Notices reach the client even from a transaction that rolls back. A session whose
 //         client_min_messages hides notices (warning, error) gets an error instead of a silent
 //         loss: Flux's connections must keep it at notice.
 //   else  (psql, migrations, other applications): inserts the row into flux.state_mutations
-//         itself, with request_id NULL and actor "<session_user> (<application_name>)".
-// pk is the key's values as text, composite keys joined with ',' (NULL without a primary key).
+//         at once, with request_id NULL and actor "<session_user> (<application_name>)".
+// pk is the key's values as text (as `row_to_json(row) ->> column`), composite keys joined with
+// ',' (NULL without a primary key). flux.state_mutations ids follow the order of the writes.
 // An event trigger (`flux_capture_ddl`, created only when the role may: it needs superuser)
 // installs or refreshes the trigger after CREATE TABLE / ALTER TABLE / CREATE TABLE AS /
 // SELECT INTO; captureAllTables() covers what it cannot see (tables created before, or without
@@ -27,9 +41,10 @@
 // flux.capture_is_current(regclass), flux.install_capture(regclass),
 // flux.install_capture_all(), flux.capture_ddl().
 //
-// Cost (PostgreSQL 15, this machine): the trigger adds ~10 us of server time to a row in 'on'
-// mode and ~45 us in external mode; kStoreCapturedSql costs ~30 us for a one-row request.
-// bench/mutation_trigger.sh measures it.
+// Cost (PostgreSQL 15, this machine): in 'on' mode the C capture adds ~XX us of server time to
+// a request that writes one row (trigger and INSERT at commit); the plpgsql trigger ~10 us a
+// row plus kStoreCapturedSql's ~30 us and a notice round trip per row. External mode costs
+// ~45 us a row either way. bench/mutations.sh and bench/mutation_trigger.sh measure it.
 //
 // Thread: the functions here block (libpq, synchronous): the control path at start-up only.
 #pragma once
@@ -41,24 +56,48 @@
 
 namespace flux::data {
 
+// How flux.capture() is implemented in a database.
+enum class CaptureFunction { kC, kPlpgsql };
+// kPreferC: the C library when the server can load it (PostgreSQL 15 and a superuser role,
+// e.g. the embedded cluster), else plpgsql. kPlpgsqlOnly: plpgsql (tests, comparisons).
+enum class CaptureChoice { kPreferC, kPlpgsqlOnly };
+
+struct MutationLogInstall {
+  CaptureFunction capture = CaptureFunction::kPlpgsql;
+  // Why the C capture could not be used; empty when it is, or when kPlpgsqlOnly asked so.
+  std::string why_plpgsql;
+};
+
 // Creates or upgrades schema flux's mutation log objects: the table, its indexes, the functions
-// and, when the role is a superuser, the event trigger. Idempotent and safe to run at every
-// start, by several flux processes at once (they take turns on an advisory lock). Run it before
-// migrations so that what they write is logged.
-Result<void> installMutationLog(const std::string& conninfo);
+// (flux.capture() as `choice` allows) and, when the role is a superuser, the event trigger.
+// Idempotent and safe to run at every start, by several flux processes at once (they take turns
+// on an advisory lock). Run it before migrations so that what they write is logged. For the C
+// capture the server writes the library into its data directory (see installCCapture in the
+// .cc); a failure there is not an error, the result says plpgsql and why.
+Result<MutationLogInstall> installMutationLog(const std::string& conninfo,
+                                              CaptureChoice choice = CaptureChoice::kPreferC);
+
+// "C capture" or "plpgsql capture", for the start-up log.
+std::string_view captureFunctionName(CaptureFunction capture);
 
 // Installs (or refreshes, when its primary key changed) the capture trigger on every user table
 // that lacks an up-to-date one. Run after migrations. Fails naming the table when the role may
 // not create a trigger on it (it must own the table).
 Result<void> captureAllTables(const std::string& conninfo);
 
-// The SQLSTATE of the capture trigger's notices.
+// The SQLSTATE of the plpgsql capture's notices: one change payload.
 inline constexpr std::string_view kCaptureNoticeSqlstate = "FX001";
+// The SQLSTATE of the C capture's notice when a transaction aborts: a JSON array of payloads.
+inline constexpr std::string_view kRolledBackCaptureNoticeSqlstate = "FX002";
 
-// Stores a request's captured notices. Parameters (text): $1 a JSON array of the notice
-// payloads exactly as received ("[" + payloads joined with "," + "]"), $2 the request id (uuid),
-// $3 rolled back ('t' or 'f'). One row per element, in array order; changed_columns computed
-// from old and new; actor NULL.
+// The library flux_capture.so built with flux (empty when it was built without PostgreSQL's
+// server headers).
+extern const std::string_view kCaptureLibrary;
+
+// Stores a request's captured notices. Parameters (text): $1 a JSON array of the change
+// payloads exactly as received ("[" + payloads joined with "," + "]", an FX002 message as it
+// is), $2 the request id (uuid), $3 rolled back ('t' or 'f'). One row per element, in array
+// order; changed_columns computed from old and new; actor NULL.
 extern const char* const kStoreCapturedSql;
 
 // Stores an UPDATE or DELETE made through ctx.db that matched no row (rows_affected 0, pk NULL,

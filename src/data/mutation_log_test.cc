@@ -103,12 +103,16 @@ class Session {
     }
   }
 
-  std::vector<Notice> captureNotices() const {
+  // The notices received with this SQLSTATE (FX001 by default), in arrival order.
+  std::vector<Notice> captureNotices(std::string_view sqlstate = kCaptureNoticeSqlstate) const {
     std::vector<Notice> out;
     for (const Notice& n : notices_) {
-      if (n.sqlstate == kCaptureNoticeSqlstate) out.push_back(n);
+      if (n.sqlstate == sqlstate) out.push_back(n);
     }
     return out;
+  }
+  std::vector<Notice> rolledBackNotices() const {
+    return captureNotices(kRolledBackCaptureNoticeSqlstate);
   }
   void clearNotices() { notices_.clear(); }
 
@@ -143,11 +147,16 @@ std::string jsonArray(const std::vector<Notice>& notices) {
   return out + "]";
 }
 
+std::string captureName(const ::testing::TestParamInfo<CaptureFunction>& info) {
+  return info.param == CaptureFunction::kC ? "C" : "Plpgsql";
+}
+
 constexpr char kRequestId[] = "0190f3c2-7a1b-7c3d-8e4f-123456789abc";
 
 // Each test gets a database of its own on the shared cluster: the event trigger and schema flux
-// are per database, and some tests need one where the mutation log is not installed yet.
-class MutationLogTest : public ::testing::Test {
+// are per database, and some tests need one where the mutation log is not installed yet. Most
+// tests run once per implementation of flux.capture() (the parameter).
+class MutationLogTest : public ::testing::TestWithParam<CaptureFunction> {
  protected:
   void SetUp() override {
     ASSERT_FALSE(test_support::pgConninfo().empty()) << "no PostgreSQL for the tests";
@@ -164,9 +173,40 @@ class MutationLogTest : public ::testing::Test {
     for (const std::string& role : roles_) admin.exec("DROP ROLE IF EXISTS " + role);
   }
 
+  bool plpgsql() const { return GetParam() == CaptureFunction::kPlpgsql; }
+
+  // Installs the mutation log with the implementation under test (the cluster's role is a
+  // superuser, so the C one must be used when preferred).
   void install() {
-    auto installed = installMutationLog(conninfo_);
+    auto installed = installMutationLog(
+        conninfo_, plpgsql() ? CaptureChoice::kPlpgsqlOnly : CaptureChoice::kPreferC);
     ASSERT_TRUE(installed) << installed.error().toString();
+    ASSERT_EQ(installed->capture, GetParam()) << installed->why_plpgsql;
+  }
+
+  void beginRequest(Session& s) {
+    auto begin = beginRequestTransactionSql(kRequestId);
+    ASSERT_TRUE(begin) << begin.error().toString();
+    s.script(*begin);
+  }
+
+  // COMMIT as RequestTransaction does it: the plpgsql capture's notices are stored first, in
+  // the transaction; the C capture stores its rows itself.
+  void commitRequest(Session& s) {
+    auto notices = s.captureNotices();
+    if (!notices.empty()) s.query(kStoreCapturedSql, {jsonArray(notices), kRequestId, "f"});
+    s.exec("COMMIT");
+  }
+
+  // After the ROLLBACK, as RequestTransaction does it: stores what the FX001 notices or the
+  // FX002 notice reported, marked rolled back.
+  void storeRolledBack(Session& s) {
+    std::vector<Notice> payloads = s.captureNotices();
+    for (const Notice& n : s.rolledBackNotices()) {
+      ASSERT_GE(n.message.size(), 2u);
+      payloads.push_back({n.sqlstate, n.message.substr(1, n.message.size() - 2)});
+    }
+    if (!payloads.empty()) s.query(kStoreCapturedSql, {jsonArray(payloads), kRequestId, "t"});
   }
 
   // A login role for this test (dropped after it), not a superuser.
@@ -209,6 +249,17 @@ class MutationLogTest : public ::testing::Test {
   std::vector<std::string> roles_;
 };
 
+// Tests of the C capture only.
+class CCaptureTest : public MutationLogTest {};
+// Tests that choose their implementations themselves (no GetParam()).
+class MutationLogInstallTest : public MutationLogTest {};
+
+INSTANTIATE_TEST_SUITE_P(Capture, MutationLogTest,
+                         ::testing::Values(CaptureFunction::kC, CaptureFunction::kPlpgsql),
+                         captureName);
+INSTANTIATE_TEST_SUITE_P(Capture, CCaptureTest, ::testing::Values(CaptureFunction::kC),
+                         captureName);
+
 enum Column {
   kRequest,
   kActor,
@@ -224,7 +275,7 @@ enum Column {
   kRowsAffected
 };
 
-TEST_F(MutationLogTest, InstallIsIdempotent) {
+TEST_P(MutationLogTest, InstallIsIdempotent) {
   install();
   install();
   ASSERT_TRUE(captureAllTables(conninfo_));
@@ -241,21 +292,27 @@ TEST_F(MutationLogTest, InstallIsIdempotent) {
         "flux.install_capture_all()", "flux.capture_ddl()"}) {
     EXPECT_EQ(s.value("SELECT to_regprocedure($1) IS NOT NULL", {function}), "t") << function;
   }
+  EXPECT_EQ(s.value("SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+                    "WHERE p.oid = 'flux.capture()'::regprocedure"),
+            plpgsql() ? "plpgsql" : "c");
 }
 
-TEST_F(MutationLogTest, ConcurrentInstallsTakeTurns) {
+TEST_P(MutationLogTest, ConcurrentInstallsTakeTurns) {
   std::vector<std::thread> threads;
-  std::vector<Result<void>> results(4);
+  std::vector<Result<MutationLogInstall>> results(4);
+  CaptureChoice choice = plpgsql() ? CaptureChoice::kPlpgsqlOnly : CaptureChoice::kPreferC;
   for (size_t i = 0; i < results.size(); ++i) {
-    threads.emplace_back([this, &results, i] { results[i] = installMutationLog(conninfo_); });
+    threads.emplace_back(
+        [this, &results, i, choice] { results[i] = installMutationLog(conninfo_, choice); });
   }
   for (std::thread& t : threads) t.join();
-  for (const Result<void>& result : results) {
-    EXPECT_TRUE(result) << result.error().toString();
+  for (const auto& result : results) {
+    ASSERT_TRUE(result) << result.error().toString();
+    EXPECT_EQ(result->capture, GetParam()) << result->why_plpgsql;
   }
 }
 
-TEST_F(MutationLogTest, EventTriggerCapturesTablesCreatedAfterInstall) {
+TEST_P(MutationLogTest, EventTriggerCapturesTablesCreatedAfterInstall) {
   install();
   Session s = session();
   s.exec("CREATE TABLE public.users (id int PRIMARY KEY, name text)");
@@ -271,7 +328,7 @@ TEST_F(MutationLogTest, EventTriggerCapturesTablesCreatedAfterInstall) {
   EXPECT_EQ(s.failing("SELECT flux.install_capture('flux.state_mutations')"), "P0001");
 }
 
-TEST_F(MutationLogTest, CaptureAllTablesCoversTablesCreatedBeforeInstall) {
+TEST_P(MutationLogTest, CaptureAllTablesCoversTablesCreatedBeforeInstall) {
   Session s = session();
   s.exec("CREATE TABLE public.early (id int PRIMARY KEY)");
   s.exec("CREATE TABLE public.other (id int PRIMARY KEY)");
@@ -291,7 +348,7 @@ TEST_F(MutationLogTest, CaptureAllTablesCoversTablesCreatedBeforeInstall) {
             before);
 }
 
-TEST_F(MutationLogTest, ExternalWritesAreLoggedWithTheSession) {
+TEST_P(MutationLogTest, ExternalWritesAreLoggedWithTheSession) {
   install();
   Session s = session();
   s.exec("CREATE TABLE public.users (id int PRIMARY KEY, name text)");
@@ -330,18 +387,17 @@ TEST_F(MutationLogTest, ExternalWritesAreLoggedWithTheSession) {
   std::string txid = s.value("SELECT txid_current()::text");
   s.exec("COMMIT");
   EXPECT_EQ(s.value("SELECT txid::text FROM flux.state_mutations WHERE pk = '2'"), txid);
+  EXPECT_TRUE(s.rolledBackNotices().empty());
 }
 
-TEST_F(MutationLogTest, RequestTransactionSendsNoticesInsteadOfRows) {
+TEST_P(MutationLogTest, RequestWritesAreLoggedWithTheRequestAtCommit) {
   install();
   Session s = session();
   s.exec("CREATE TABLE public.users (id int PRIMARY KEY, name text)");
   s.exec("INSERT INTO public.users VALUES (1, NULL)");
   s.exec("TRUNCATE flux.state_mutations");
 
-  auto begin = beginRequestTransactionSql(kRequestId);
-  ASSERT_TRUE(begin) << begin.error().toString();
-  s.script(*begin);
+  beginRequest(s);
   s.exec("INSERT INTO public.users VALUES (2, 'Bob \"the\" builder')");
   s.exec("UPDATE public.users SET name = 'Alice Smith' WHERE id = 1");
   s.exec("DELETE FROM public.users WHERE id = 2");
@@ -350,27 +406,31 @@ TEST_F(MutationLogTest, RequestTransactionSendsNoticesInsteadOfRows) {
   EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations"), "0");
 
   auto notices = s.captureNotices();
-  ASSERT_EQ(notices.size(), 3u);
-  const char* check =
-      "SELECT p ->> 's', p ->> 't', p ->> 'op', p ->> 'pk', p -> 'old', p -> 'new', "
-      "p ->> 'tx', (p ->> 'at')::timestamptz <= clock_timestamp() "
-      "FROM (SELECT $1::jsonb AS p) AS payload";
-  auto insert = s.query(check, {notices[0].message});
-  ASSERT_EQ(insert.size(), 1u) << notices[0].message;
-  EXPECT_EQ(insert[0], (Row{"public", "users", "INSERT", "2", "null",
-                            R"({"id": 2, "name": "Bob \"the\" builder"})", txid, "t"}));
-  auto update = s.query(check, {notices[1].message});
-  ASSERT_EQ(update.size(), 1u) << notices[1].message;
-  EXPECT_EQ(update[0], (Row{"public", "users", "UPDATE", "1", R"({"id": 1, "name": null})",
-                            R"({"id": 1, "name": "Alice Smith"})", txid, "t"}));
-  auto del = s.query(check, {notices[2].message});
-  ASSERT_EQ(del.size(), 1u) << notices[2].message;
-  EXPECT_EQ(del[0][2], "DELETE");
-  EXPECT_EQ(del[0][5], "null");
+  if (plpgsql()) {
+    ASSERT_EQ(notices.size(), 3u);
+    const char* check =
+        "SELECT p ->> 's', p ->> 't', p ->> 'op', p ->> 'pk', p -> 'old', p -> 'new', "
+        "p ->> 'tx', (p ->> 'at')::timestamptz <= clock_timestamp() "
+        "FROM (SELECT $1::jsonb AS p) AS payload";
+    auto insert = s.query(check, {notices[0].message});
+    ASSERT_EQ(insert.size(), 1u) << notices[0].message;
+    EXPECT_EQ(insert[0], (Row{"public", "users", "INSERT", "2", "null",
+                              R"({"id": 2, "name": "Bob \"the\" builder"})", txid, "t"}));
+    auto update = s.query(check, {notices[1].message});
+    ASSERT_EQ(update.size(), 1u) << notices[1].message;
+    EXPECT_EQ(update[0], (Row{"public", "users", "UPDATE", "1", R"({"id": 1, "name": null})",
+                              R"({"id": 1, "name": "Alice Smith"})", txid, "t"}));
+    auto del = s.query(check, {notices[2].message});
+    ASSERT_EQ(del.size(), 1u) << notices[2].message;
+    EXPECT_EQ(del[0][2], "DELETE");
+    EXPECT_EQ(del[0][5], "null");
+  } else {
+    EXPECT_TRUE(notices.empty()) << "the C capture sends nothing per row";
+  }
 
-  // Stored before COMMIT, in the same transaction.
-  s.query(kStoreCapturedSql, {jsonArray(notices), kRequestId, "f"});
-  s.exec("COMMIT");
+  std::string before_commit = s.value("SELECT clock_timestamp()::text");
+  commitRequest(s);
+  EXPECT_TRUE(s.rolledBackNotices().empty());
   auto rows = mutations(s);
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_EQ(rows[0],
@@ -379,42 +439,54 @@ TEST_F(MutationLogTest, RequestTransactionSendsNoticesInsteadOfRows) {
   EXPECT_EQ(rows[1], (Row{kRequestId, std::nullopt, "public", "users", "1", "UPDATE",
                           R"({"id": 1, "name": null})", R"({"id": 1, "name": "Alice Smith"})",
                           "{name}", txid, "f", "1"}));
-  EXPECT_EQ(rows[2][kOp], "DELETE");
-  EXPECT_EQ(rows[2][kChanged], "{id,name}");
-  EXPECT_EQ(rows[2][kNew], std::nullopt);
-  EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations "
-                    "WHERE at = ($1::jsonb ->> 'at')::timestamptz",
-                    {notices[1].message}),
-            "1");
+  EXPECT_EQ(rows[2], (Row{kRequestId, std::nullopt, "public", "users", "2", "DELETE",
+                          R"({"id": 2, "name": "Bob \"the\" builder"})", std::nullopt,
+                          "{id,name}", txid, "f", "1"}));
+  // at is when the row was written, not when it was stored.
+  EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations WHERE at < $1::timestamptz",
+                    {before_commit}),
+            "3");
+  EXPECT_EQ(s.value("SELECT bool_and(a.at < b.at) FROM flux.state_mutations a "
+                    "JOIN flux.state_mutations b ON b.id = a.id + 1"),
+            "t");
   // Outside the request's transaction, writes are logged directly again.
   s.exec("UPDATE public.users SET name = 'Al' WHERE id = 1");
   EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations WHERE request_id IS NULL"), "1");
 }
 
-TEST_F(MutationLogTest, NoticesArriveFromATransactionThatRollsBack) {
+TEST_P(MutationLogTest, WritesOfATransactionThatFailsAreReported) {
   install();
   Session s = session();
   s.exec("CREATE TABLE public.users (id int PRIMARY KEY, name text)");
   s.exec("INSERT INTO public.users VALUES (1, 'Alice')");
   s.exec("TRUNCATE flux.state_mutations");
 
-  s.script(*beginRequestTransactionSql(kRequestId));
+  beginRequest(s);
   s.exec("UPDATE public.users SET name = 'Alice Smith' WHERE id = 1");
   s.exec("INSERT INTO public.users VALUES (2, 'Bob')");
   std::string txid = s.value("SELECT txid_current()::text");
   EXPECT_EQ(s.failing("INSERT INTO public.users VALUES (1, 'duplicate')"), "23505");
+  // The error aborted the transaction: the C capture's report came with it, before ROLLBACK.
+  EXPECT_EQ(s.rolledBackNotices().size(), plpgsql() ? 0u : 1u);
   s.exec("ROLLBACK");
+  if (!plpgsql()) {
+    auto reports = s.rolledBackNotices();
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_EQ(s.value("SELECT jsonb_array_length($1::jsonb)", {reports[0].message}), "2");
+  }
   EXPECT_EQ(s.value("SELECT name FROM public.users WHERE id = 1"), "Alice");
   EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations"), "0");
+  EXPECT_EQ(s.captureNotices().size(), plpgsql() ? 2u : 0u);
+  EXPECT_EQ(s.rolledBackNotices().size(), plpgsql() ? 0u : 1u);
 
-  auto notices = s.captureNotices();
-  ASSERT_EQ(notices.size(), 2u);
-  s.query(kStoreCapturedSql, {jsonArray(notices), kRequestId, "t"});
+  storeRolledBack(s);
   auto rows = mutations(s);
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0][kRequest], kRequestId);
   EXPECT_EQ(rows[0][kOp], "UPDATE");
   EXPECT_EQ(rows[0][kChanged], "{name}");
+  EXPECT_EQ(rows[0][kOld], R"({"id": 1, "name": "Alice"})");
+  EXPECT_EQ(rows[0][kNew], R"({"id": 1, "name": "Alice Smith"})");
   EXPECT_EQ(rows[0][kRolledBack], "t");
   EXPECT_EQ(rows[1][kOp], "INSERT");
   EXPECT_EQ(rows[1][kPk], "2");
@@ -424,12 +496,12 @@ TEST_F(MutationLogTest, NoticesArriveFromATransactionThatRollsBack) {
   EXPECT_EQ(rows[1][kTxid], txid);
 }
 
-TEST_F(MutationLogTest, HiddenNoticesFailTheWriteInsteadOfLosingIt) {
+TEST_P(MutationLogTest, HiddenNoticesFailTheWriteInsteadOfLosingIt) {
   install();
   Session s = session();
   s.exec("CREATE TABLE public.users (id int PRIMARY KEY, name text)");
   s.exec("SET client_min_messages = warning");
-  s.script(*beginRequestTransactionSql(kRequestId));
+  beginRequest(s);
   EXPECT_EQ(s.failing("INSERT INTO public.users VALUES (1, 'Alice')"), "P0001");
   s.exec("ROLLBACK");
   // Outside a request the trigger inserts the row itself: notices do not matter.
@@ -437,7 +509,7 @@ TEST_F(MutationLogTest, HiddenNoticesFailTheWriteInsteadOfLosingIt) {
   EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations"), "1");
 }
 
-TEST_F(MutationLogTest, CompositeKeyInKeyOrder) {
+TEST_P(MutationLogTest, CompositeKeyInKeyOrder) {
   install();
   Session s = session();
   s.exec("CREATE TABLE public.memberships (a int, b int, role text, PRIMARY KEY (b, a))");
@@ -445,15 +517,31 @@ TEST_F(MutationLogTest, CompositeKeyInKeyOrder) {
   s.exec("INSERT INTO public.memberships VALUES (2, 1, 'admin')");
   EXPECT_EQ(s.value("SELECT pk FROM flux.state_mutations"), "1,2");
 
-  s.script(*beginRequestTransactionSql(kRequestId));
+  beginRequest(s);
   s.exec("UPDATE public.memberships SET role = 'owner'");
-  s.exec("COMMIT");
-  auto notices = s.captureNotices();
-  ASSERT_EQ(notices.size(), 1u);
-  EXPECT_EQ(s.value("SELECT $1::jsonb ->> 'pk'", {notices[0].message}), "1,2");
+  commitRequest(s);
+  auto rows = mutations(s, "request_id IS NOT NULL");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0][kPk], "1,2");
+  EXPECT_EQ(rows[0][kChanged], "{role}");
 }
 
-TEST_F(MutationLogTest, TableWithoutPrimaryKeyHasNullPk) {
+// The key reads as in the row's JSON: ISO timestamps, JSON booleans, numerics as written.
+TEST_P(MutationLogTest, KeyValuesReadAsInTheRowJson) {
+  install();
+  Session s = session();
+  s.exec("CREATE TABLE public.slots (at timestamptz, open boolean, price numeric, "
+         "label text, PRIMARY KEY (at, open, price, label))");
+  s.exec("INSERT INTO public.slots VALUES ('2024-01-02 03:04:05+00', true, 1.50, 'a,\"b\"')");
+  beginRequest(s);
+  s.exec("DELETE FROM public.slots");
+  commitRequest(s);
+  const std::string expected = "2024-01-02T03:04:05+00:00,true,1.50,a,\"b\"";
+  EXPECT_EQ(s.query("SELECT pk FROM flux.state_mutations ORDER BY id"),
+            (std::vector<Row>{{expected}, {expected}}));
+}
+
+TEST_P(MutationLogTest, TableWithoutPrimaryKeyHasNullPk) {
   install();
   Session s = session();
   s.exec("CREATE TABLE public.events (kind text, payload jsonb)");
@@ -464,15 +552,16 @@ TEST_F(MutationLogTest, TableWithoutPrimaryKeyHasNullPk) {
   EXPECT_EQ(rows[0][kPk], std::nullopt);
   EXPECT_EQ(rows[0][kNew], R"({"kind": "signup", "payload": {"plan": "free"}})");
 
-  s.script(*beginRequestTransactionSql(kRequestId));
+  beginRequest(s);
   s.exec("DELETE FROM public.events");
-  s.exec("COMMIT");
-  auto notices = s.captureNotices();
-  ASSERT_EQ(notices.size(), 1u);
-  EXPECT_EQ(s.value("SELECT ($1::jsonb -> 'pk')::text", {notices[0].message}), "null");
+  commitRequest(s);
+  rows = mutations(s, "request_id IS NOT NULL");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0][kPk], std::nullopt);
+  EXPECT_EQ(rows[0][kOld], R"({"kind": "signup", "payload": {"plan": "free"}})");
 }
 
-TEST_F(MutationLogTest, PrimaryKeyChangesReinstallTheTrigger) {
+TEST_P(MutationLogTest, PrimaryKeyChangesReinstallTheTrigger) {
   install();
   Session s = session();
   s.exec("CREATE TABLE public.items (id int NOT NULL, sku text NOT NULL, name text)");
@@ -493,7 +582,34 @@ TEST_F(MutationLogTest, PrimaryKeyChangesReinstallTheTrigger) {
   EXPECT_EQ(pks, (std::vector<Row>{{"INSERT", "7"}, {"UPDATE", "7"}, {"DELETE", "A-1,7"}}));
 }
 
-TEST_F(MutationLogTest, ZeroRowChangesAreStored) {
+// changed_columns is flux.row_diff's answer whoever computes it (the C capture does it itself):
+// jsonb equality (1.0 = 1.00, key order in json values), names that need quoting in an array.
+TEST_P(MutationLogTest, ChangedColumnsFollowJsonbEquality) {
+  install();
+  Session s = session();
+  s.exec(R"(CREATE TABLE public.odd (id int PRIMARY KEY, amount numeric, doc json,
+            "my col" text, "NULL" text, "a""b\c" int, "{x,y}" int, plain int))");
+  s.exec(R"(INSERT INTO public.odd VALUES (1, 1.0, '{"a": 1, "b": 2}', 'x', 'n', 1, 1, 1))");
+  beginRequest(s);
+  // Nothing changes by jsonb equality.
+  s.exec(R"(UPDATE public.odd SET amount = 1.00, doc = '{"b":2,"a":1}')");
+  // Every oddly named column changes.
+  s.exec(R"(UPDATE public.odd SET "my col" = NULL, "NULL" = 'm', "a""b\c" = 2, "{x,y}" = 2)");
+  s.exec(R"(UPDATE public.odd SET amount = 2, doc = '[1]', plain = NULL)");
+  s.exec("DELETE FROM public.odd");
+  commitRequest(s);
+  EXPECT_EQ(s.query("SELECT changed_columns::text FROM flux.state_mutations "
+                    "WHERE request_id IS NOT NULL ORDER BY id"),
+            (std::vector<Row>{{"{}"},
+                              {R"({"NULL","a\"b\\c","my col","{x,y}"})"},
+                              {"{amount,doc,plain}"},
+                              {R"({"NULL","a\"b\\c",amount,doc,id,"my col",plain,"{x,y}"})"}}));
+  EXPECT_EQ(s.value("SELECT bool_and(changed_columns = flux.changed_columns(old, new)) "
+                    "FROM flux.state_mutations"),
+            "t");
+}
+
+TEST_P(MutationLogTest, ZeroRowChangesAreStored) {
   install();
   Session s = session();
   s.exec("BEGIN");
@@ -511,7 +627,7 @@ TEST_F(MutationLogTest, ZeroRowChangesAreStored) {
                           R"({"id": 43})", std::nullopt, std::nullopt, std::nullopt, "t", "0"}));
 }
 
-TEST_F(MutationLogTest, ChangedColumnsAreSortedOverBothRows) {
+TEST_P(MutationLogTest, ChangedColumnsAreSortedOverBothRows) {
   install();
   Session s = session();
   EXPECT_EQ(s.value(R"(SELECT flux.changed_columns('{"b": 1, "a": 2, "c": 3}',
@@ -522,7 +638,7 @@ TEST_F(MutationLogTest, ChangedColumnsAreSortedOverBothRows) {
   EXPECT_EQ(s.value(R"(SELECT flux.changed_columns('{"x": 1}', '{"x": 1}')::text)"), "{}");
 }
 
-TEST_F(MutationLogTest, OtherRolesWriteAndCreateTablesWithoutPrivilegesOnFlux) {
+TEST_P(MutationLogTest, OtherRolesWriteAndCreateTablesWithoutPrivilegesOnFlux) {
   install();
   std::string writer = makeRole("writer");
   Session admin = session();
@@ -537,13 +653,22 @@ TEST_F(MutationLogTest, OtherRolesWriteAndCreateTablesWithoutPrivilegesOnFlux) {
 
   s.exec("CREATE TABLE public.notes (id int PRIMARY KEY, body text)");
   EXPECT_EQ(triggerArgs(s, "public.notes"), "id");
-  s.script(*beginRequestTransactionSql(kRequestId));
+  beginRequest(s);
   s.exec("INSERT INTO public.notes VALUES (1, 'hi')");
-  s.exec("COMMIT");
-  EXPECT_EQ(s.captureNotices().size(), 1u);
+  if (plpgsql()) {
+    // The request (Flux's role) stores the notices: the writer only sends them.
+    EXPECT_EQ(s.captureNotices().size(), 1u);
+    s.exec("COMMIT");
+  } else {
+    // The server stores the rows as the owner of flux.capture(), like SECURITY DEFINER.
+    commitRequest(s);
+    EXPECT_EQ(admin.value("SELECT request_id FROM flux.state_mutations WHERE table_name = 'notes'"),
+              kRequestId);
+    EXPECT_EQ(s.value("SELECT current_user"), writer);
+  }
 }
 
-TEST_F(MutationLogTest, WithoutSuperuserInstallSkipsTheEventTrigger) {
+TEST_F(MutationLogInstallTest, WithoutSuperuserInstallSkipsTheEventTriggerAndTheCCapture) {
   std::string owner = makeRole("owner");
   Session admin(test_support::pgConninfo());
   admin.exec("ALTER DATABASE " + db_ + " OWNER TO " + owner);
@@ -553,6 +678,8 @@ TEST_F(MutationLogTest, WithoutSuperuserInstallSkipsTheEventTrigger) {
   std::string as_owner = conninfo_ + " user=" + owner;
   auto installed = installMutationLog(as_owner);
   ASSERT_TRUE(installed) << installed.error().toString();
+  EXPECT_EQ(installed->capture, CaptureFunction::kPlpgsql);
+  EXPECT_EQ(installed->why_plpgsql, "the role is not a superuser");
   ASSERT_TRUE(installMutationLog(as_owner));
   Session s = session(owner);
   EXPECT_EQ(s.value("SELECT count(*) FROM pg_event_trigger"), "0");
@@ -570,7 +697,7 @@ TEST_F(MutationLogTest, WithoutSuperuserInstallSkipsTheEventTrigger) {
   EXPECT_EQ(triggerArgs(s, "public.foreign_owned"), "id");
 }
 
-TEST_F(MutationLogTest, UnreachableServerIsUnavailable) {
+TEST_F(MutationLogInstallTest, UnreachableServerIsUnavailable) {
   auto installed = installMutationLog("host=/nonexistent port=1 dbname=x password=hunter2");
   ASSERT_FALSE(installed);
   EXPECT_EQ(installed.error().code, ErrorCode::kUnavailable);
@@ -578,6 +705,208 @@ TEST_F(MutationLogTest, UnreachableServerIsUnavailable) {
   auto malformed = captureAllTables("postgresql://u:hunter2@[bad");
   ASSERT_FALSE(malformed);
   EXPECT_EQ(malformed.error().message.find("hunter2"), std::string::npos);
+}
+
+// The library lands in the data directory, named after its bytes and the database, written
+// once: a second install (or another flux) leaves the file alone, since backends map it.
+TEST_F(MutationLogInstallTest, CLibraryIsWrittenOnceAndTheImplementationsSwap) {
+  auto installed = installMutationLog(conninfo_);
+  ASSERT_TRUE(installed) << installed.error().toString();
+  ASSERT_EQ(installed->capture, CaptureFunction::kC) << installed->why_plpgsql;
+  Session s = session();
+  std::string path = s.value("SELECT probin FROM pg_proc WHERE oid = 'flux.capture()'::regprocedure");
+  EXPECT_EQ(s.value("SELECT starts_with($1, current_setting('data_directory') || "
+                    "'/flux_capture_')",
+                    {path}),
+            "t")
+      << path;
+  EXPECT_EQ(s.value("SELECT $1::text LIKE '%\\_' || (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database()) || '.so'",
+                    {path}),
+            "t")
+      << path;
+  EXPECT_EQ(s.value("SELECT size FROM pg_stat_file($1)", {path}),
+            std::to_string(kCaptureLibrary.size()));
+  std::string written = s.value("SELECT modification::text FROM pg_stat_file($1)", {path});
+
+  s.exec("CREATE TABLE public.users (id int PRIMARY KEY)");
+  ASSERT_TRUE(installMutationLog(conninfo_, CaptureChoice::kPlpgsqlOnly));
+  beginRequest(s);
+  s.exec("INSERT INTO public.users VALUES (1)");
+  s.exec("COMMIT");
+  EXPECT_EQ(s.captureNotices().size(), 1u) << "plpgsql again";
+  EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations WHERE request_id IS NOT NULL"), "0");
+
+  installed = installMutationLog(conninfo_);
+  ASSERT_TRUE(installed && installed->capture == CaptureFunction::kC);
+  EXPECT_EQ(s.value("SELECT probin FROM pg_proc WHERE oid = 'flux.capture()'::regprocedure"),
+            path);
+  EXPECT_EQ(s.value("SELECT modification::text FROM pg_stat_file($1)", {path}), written);
+  beginRequest(s);
+  s.exec("INSERT INTO public.users VALUES (2)");
+  s.exec("COMMIT");
+  EXPECT_EQ(s.captureNotices().size(), 1u) << "no new notice";
+  EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations WHERE request_id IS NOT NULL"), "1");
+}
+
+TEST_P(CCaptureTest, ExplicitRollbackReportsAllRowsInOneNotice) {
+  install();
+  Session s = session();
+  s.exec("CREATE TABLE public.users (id int PRIMARY KEY, name text)");
+  beginRequest(s);
+  s.exec("INSERT INTO public.users VALUES (1, 'a'), (2, 'b')");
+  s.exec("SAVEPOINT inner_part");
+  s.exec("UPDATE public.users SET name = 'c' WHERE id = 1");
+  s.exec("ROLLBACK TO SAVEPOINT inner_part");
+  s.exec("DELETE FROM public.users WHERE id = 2");
+  EXPECT_TRUE(s.rolledBackNotices().empty());
+  s.exec("ROLLBACK");
+  auto reports = s.rolledBackNotices();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(s.query("SELECT e ->> 'op', e ->> 'pk' FROM jsonb_array_elements($1::jsonb) "
+                    "WITH ORDINALITY AS a(e, n) ORDER BY n",
+                    {reports[0].message}),
+            (std::vector<Row>{{"INSERT", "1"}, {"INSERT", "2"}, {"UPDATE", "1"}, {"DELETE", "2"}}));
+  EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations"), "0");
+
+  // The next transaction starts with an empty buffer.
+  s.clearNotices();
+  beginRequest(s);
+  s.exec("INSERT INTO public.users VALUES (3, 'c')");
+  commitRequest(s);
+  EXPECT_TRUE(s.rolledBackNotices().empty());
+  EXPECT_EQ(s.query("SELECT pk FROM flux.state_mutations"), (std::vector<Row>{{"3"}}));
+  s.clearNotices();
+  beginRequest(s);
+  s.exec("ROLLBACK");
+  EXPECT_TRUE(s.rolledBackNotices().empty()) << "nothing written, nothing reported";
+}
+
+// Writes before, inside and after rolled-back savepoints (SQL ones and a plpgsql exception
+// block) are stored in the order they happened, the undone ones marked rolled back.
+TEST_P(CCaptureTest, SavepointRollbacksAreStoredRolledBackInOrder) {
+  install();
+  Session s = session();
+  s.exec("CREATE TABLE public.accounts (id int PRIMARY KEY, balance int)");
+  s.exec("INSERT INTO public.accounts VALUES (1, 0)");
+  s.exec("TRUNCATE flux.state_mutations");
+  beginRequest(s);
+  s.exec("UPDATE public.accounts SET balance = 1");  // kept
+  s.exec("SAVEPOINT a");
+  s.exec("UPDATE public.accounts SET balance = 2");  // undone by ROLLBACK TO a
+  s.exec("SAVEPOINT b");
+  s.exec("UPDATE public.accounts SET balance = 3");  // released into a, then undone
+  s.exec("RELEASE SAVEPOINT b");
+  s.exec("ROLLBACK TO SAVEPOINT a");
+  s.exec("RELEASE SAVEPOINT a");
+  s.exec("UPDATE public.accounts SET balance = 4");  // kept
+  s.exec("SAVEPOINT c");
+  s.exec("UPDATE public.accounts SET balance = 5");  // kept: c is released
+  s.exec("SAVEPOINT d");
+  s.exec("UPDATE public.accounts SET balance = 6");  // undone by ROLLBACK TO d
+  s.exec("ROLLBACK TO SAVEPOINT d");
+  s.exec("RELEASE SAVEPOINT c");
+  s.exec(R"(DO $$
+BEGIN
+  UPDATE public.accounts SET balance = 7;  -- undone with the exception block
+  PERFORM 1 / 0;
+EXCEPTION WHEN division_by_zero THEN
+  NULL;
+END $$)");
+  s.exec("UPDATE public.accounts SET balance = 8");  // kept
+  commitRequest(s);
+  EXPECT_TRUE(s.rolledBackNotices().empty());
+  EXPECT_EQ(s.query("SELECT new ->> 'balance', rolled_back FROM flux.state_mutations ORDER BY id"),
+            (std::vector<Row>{{"1", "f"},
+                              {"2", "t"},
+                              {"3", "t"},
+                              {"4", "f"},
+                              {"5", "f"},
+                              {"6", "t"},
+                              {"7", "t"},
+                              {"8", "f"}}));
+  EXPECT_EQ(s.value("SELECT balance FROM public.accounts"), "8");
+  EXPECT_EQ(s.value("SELECT count(DISTINCT txid) FROM flux.state_mutations"), "1");
+}
+
+// A COMMIT that fails after the rows were stored (a deferred constraint) reports them all.
+TEST_P(CCaptureTest, FailedCommitReportsTheRows) {
+  install();
+  Session s = session();
+  s.exec("CREATE TABLE public.parents (id int PRIMARY KEY)");
+  s.exec("CREATE TABLE public.children (id int PRIMARY KEY, parent int REFERENCES public.parents "
+         "DEFERRABLE INITIALLY DEFERRED)");
+  beginRequest(s);
+  s.exec("INSERT INTO public.parents VALUES (1)");
+  s.exec("INSERT INTO public.children VALUES (1, 99)");
+  EXPECT_EQ(s.failing("COMMIT"), "23503");
+  auto reports = s.rolledBackNotices();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(s.query("SELECT e ->> 't' FROM jsonb_array_elements($1::jsonb) "
+                    "WITH ORDINALITY AS a(e, n) ORDER BY n",
+                    {reports[0].message}),
+            (std::vector<Row>{{"parents"}, {"children"}}));
+  EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations"), "0");
+}
+
+// An error while storing (here a request id that is not a UUID) fails the COMMIT: the writes
+// are rolled back and reported, never committed without their log.
+TEST_P(CCaptureTest, AnErrorWhileStoringFailsTheCommit) {
+  install();
+  Session s = session();
+  s.exec("CREATE TABLE public.users (id int PRIMARY KEY)");
+  s.script("BEGIN; SELECT set_config('flux.request_id', 'not-a-uuid', true), "
+           "set_config('flux.capture', 'on', true)");
+  s.exec("INSERT INTO public.users VALUES (1)");
+  EXPECT_EQ(s.failing("COMMIT"), "22P02");
+  EXPECT_EQ(s.rolledBackNotices().size(), 1u);
+  EXPECT_EQ(s.value("SELECT count(*) FROM public.users"), "0");
+  EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations"), "0");
+  // The session goes on normally.
+  beginRequest(s);
+  s.exec("INSERT INTO public.users VALUES (1)");
+  commitRequest(s);
+  EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations"), "1");
+}
+
+TEST_P(CCaptureTest, ManyRowsKeepTheirOrder) {
+  install();
+  Session s = session();
+  s.exec("CREATE TABLE public.items (id int PRIMARY KEY, n int)");
+  beginRequest(s);
+  s.exec("INSERT INTO public.items SELECT g, g FROM generate_series(1, 2000) g ORDER BY g");
+  commitRequest(s);
+  EXPECT_EQ(s.value("SELECT bool_and(pk::int = rank) AND count(*) = 2000 FROM "
+                    "(SELECT pk, rank() OVER (ORDER BY id) FROM flux.state_mutations) r"),
+            "t");
+  beginRequest(s);
+  s.exec("UPDATE public.items SET n = n + 1");
+  s.exec("ROLLBACK");
+  auto reports = s.rolledBackNotices();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(s.value("SELECT jsonb_array_length($1::jsonb)", {reports[0].message}), "2000");
+  EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations"), "2000");
+}
+
+// The transaction settings Flux's connections use do not matter to the C capture's store: a
+// hostile search_path cannot redirect what it runs as the function's owner.
+TEST_P(CCaptureTest, StoreIgnoresTheSessionSearchPath) {
+  install();
+  std::string writer = makeRole("path_writer");
+  Session admin = session();
+  admin.exec("CREATE TABLE public.users (id int PRIMARY KEY)");
+  admin.exec("GRANT ALL ON public.users TO " + writer);
+  admin.exec("CREATE SCHEMA evil AUTHORIZATION " + writer);
+  Session s = session(writer);
+  // Would shadow pg_catalog's jsonb_object_keys (used by flux.row_diff) if it were resolved
+  // through the session's search_path.
+  s.exec("CREATE FUNCTION evil.jsonb_object_keys(jsonb) RETURNS SETOF text "
+         "LANGUAGE sql AS $$ SELECT 'evil'::text $$");
+  s.exec("SET search_path = evil, pg_catalog, public");
+  beginRequest(s);
+  s.exec("INSERT INTO public.users VALUES (1)");
+  commitRequest(s);
+  EXPECT_EQ(admin.value("SELECT changed_columns::text FROM flux.state_mutations"), "{id}");
 }
 
 TEST(BeginRequestTransactionSql, InlinesACanonicalUuid) {

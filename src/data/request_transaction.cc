@@ -7,7 +7,8 @@ namespace flux::data {
 namespace {
 
 // The captured mutations as runs of one rolled_back flag, in capture order: each run becomes
-// one store statement, so the log's ids follow the order the writes happened in.
+// one store statement (a JSON array for kStoreCapturedSql), so the log's ids follow the order
+// the writes happened in.
 std::vector<std::pair<std::string, bool>> storeRuns(const std::vector<CapturedMutation>& captured,
                                                     bool all_rolled_back) {
   std::vector<std::pair<std::string, bool>> runs;
@@ -16,7 +17,7 @@ std::vector<std::pair<std::string, bool>> storeRuns(const std::vector<CapturedMu
     if (runs.empty() || runs.back().second != rolled_back) runs.emplace_back("[", rolled_back);
     std::string& json = runs.back().first;
     if (json.size() > 1) json.push_back(',');
-    json += m.payload;
+    json += m.payloads;
   }
   for (auto& [json, rolled_back] : runs) json.push_back(']');
   return runs;
@@ -46,7 +47,15 @@ void RequestTransaction::open() {
     }
     lease_ = std::move(*lease);
     lease_.connection().setNoticeHandler([this](const PgNotice& notice) {
-      if (notice.sqlstate == kCaptureNoticeSqlstate) captured_.push_back({notice.message, false});
+      if (notice.sqlstate == kCaptureNoticeSqlstate) {
+        captured_.push_back({notice.message, false});
+      } else if (notice.sqlstate == kRolledBackCaptureNoticeSqlstate) {
+        // "[p1,p2,...]": kept without the brackets, so that storeRuns can join it with others.
+        const std::string& array = notice.message;
+        if (array.size() > 2 && array.front() == '[' && array.back() == ']') {
+          captured_.push_back({array.substr(1, array.size() - 2), true});
+        }
+      }
     });
     // Queued behind BEGIN on the connection: the steps need not wait for its answer.
     lease_.connection().execute(std::move(*begin), [](Result<QueryResult>) {});

@@ -1,10 +1,12 @@
 // RequestTransaction: the one database transaction of one request.
 //
 // Opened at the request's first db call: a pooled connection, then "BEGIN" with
-// flux.request_id and flux.capture set locally, so that the capture trigger reports every row
-// the request changes as a NOTICE (see mutation_log.h). Those notices arrive even when the
-// transaction later rolls back; this class keeps them and stores them in flux.state_mutations:
-// before COMMIT, in the same transaction; or after ROLLBACK (or ROLLBACK TO SAVEPOINT for the
+// flux.request_id and flux.capture set locally, so that the capture trigger logs every row the
+// request changes (see mutation_log.h). With the C capture the server stores the rows itself at
+// COMMIT; when the transaction aborts it reports them in one FX002 notice, which this class
+// stores after the ROLLBACK, marked rolled back. With the plpgsql capture every row arrives as
+// an FX001 notice (also from a transaction that later rolls back); this class stores them
+// before COMMIT, in the same transaction, or after ROLLBACK (or ROLLBACK TO SAVEPOINT for the
 // ones inside it), marked rolled back. So a rolled-back write stays visible in the history.
 //
 // Thread: one worker thread. Callbacks run on it, in issue order.
@@ -22,7 +24,9 @@
 namespace flux::data {
 
 struct CapturedMutation {
-  std::string payload;  // the capture notice's JSON text
+  // One change payload (an FX001 notice), or several joined with ',' (an FX002 notice's array
+  // without its brackets).
+  std::string payloads;
   bool rolled_back = false;
 };
 

@@ -20,13 +20,14 @@ std::string formatDuration(std::chrono::steady_clock::duration d) {
 
 Gateway::Gateway(std::unique_ptr<Random> random, Clock& clock, LogSink& log,
                  std::function<std::unique_ptr<runtime::IsolateWorker>(Random&)> make_runtime,
-                 std::unique_ptr<net::RequestHandler> admin)
+                 std::unique_ptr<net::RequestHandler> admin, record::Recorder* recorder)
     : random_(std::move(random)),
       clock_(clock),
       log_(log),
       runtime_(make_runtime(*random_)),
       routes_(std::make_shared<RouteTable>()),
-      admin_(std::move(admin)) {}
+      admin_(std::move(admin)),
+      recorder_(recorder) {}
 
 void Gateway::setRoutes(std::shared_ptr<const RouteTable> routes) {
   std::set<std::string> kept;
@@ -40,22 +41,93 @@ void Gateway::setRoutes(std::shared_ptr<const RouteTable> routes) {
   routes_ = std::move(routes);
 }
 
-void Gateway::reply(const RequestId& id, std::string_view method, std::string_view path,
-                    std::chrono::steady_clock::time_point start, net::HttpResponse response,
-                    net::Responder& respond) {
-  response.headers.push_back({"x-request-id", id.toString()});
-  log_.write(fmt::format("{} {} {} {} req:{}", method, path, response.status,
-                         formatDuration(clock_.steadyNow() - start), id.shortForm()));
+Gateway::Execution Gateway::begin(std::string_view method, std::string_view target) {
+  Execution e;
+  e.start = clock_.steadyNow();
+  e.started_at_us = static_cast<int64_t>(clock_.nowMillis() * 1000);
+  e.id = RequestId::generate(clock_, *random_);
+  e.method = method.empty() ? "-" : std::string(method);
+  e.path = target.empty() ? "-" : std::string(target.substr(0, target.find('?')));
+  return e;
+}
+
+// The request as recorded: headers and a capped body, raw (the recorder redacts secrets on its
+// own thread).
+void Gateway::capture(Execution& e, const net::HttpRequest& request) const {
+  if (recorder_ == nullptr) return;
+  nlohmann::json headers = nlohmann::json::array();
+  for (const net::HttpHeader& h : request.headers) headers.push_back({h.name, h.value});
+  e.request = {{"method", request.method},
+               {"path", e.path},
+               {"query", request.query()},
+               {"headers", std::move(headers)},
+               {"body", request.body.substr(0, kCapturedBodyBytes)}};
+}
+
+void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& respond,
+                    runtime::InvocationResult* result) {
+  response.headers.push_back({"x-request-id", e.id.toString()});
+  auto elapsed = clock_.steadyNow() - e.start;
+  log_.write(fmt::format("{} {} {} {} req:{}", e.method, e.path, response.status,
+                         formatDuration(elapsed), e.id.shortForm()));
+  if (recorder_ == nullptr) {
+    respond(std::move(response));
+    return;
+  }
+  record::ExecutionRecord r;
+  r.status = response.status;
+  nlohmann::json headers = nlohmann::json::array();
+  for (const net::HttpHeader& h : response.headers) headers.push_back({h.name, h.value});
+  r.response = {{"status", response.status},
+                {"headers", std::move(headers)},
+                {"body", response.body.substr(0, kCapturedBodyBytes)}};
   respond(std::move(response));
+
+  // The response is on its way: now the record.
+  int64_t duration_us = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
+  r.id = e.id.toString();
+  r.kind = "http";
+  r.function = std::move(e.function);
+  r.method = std::move(e.method);
+  r.path = std::move(e.path);
+  r.started_at_us = e.started_at_us;
+  r.duration_us = duration_us;
+  r.request = std::move(e.request);
+  record::Span gateway;
+  gateway.id = kGatewaySpan;
+  gateway.name = "gateway";
+  gateway.duration_us = duration_us;
+  gateway.input = {{"method", r.method}, {"path", r.path}};
+  gateway.output = {{"status", r.status}};
+  r.spans.push_back(std::move(gateway));
+  if (result != nullptr) {
+    if (result->error) {
+      record::RecordedError error;
+      error.message = result->error->message;
+      error.code = errorCodeName(result->error->code);
+      for (const auto& [key, value] : result->error->fields) {
+        if (key == "location") error.location = value;
+        if (key == "stack") error.stack = value;
+      }
+      r.error = std::move(error);
+    }
+    for (record::Span& span : result->spans) r.spans.push_back(std::move(span));
+    r.logs = std::move(result->logs);
+  } else if (r.status >= 400) {
+    // Refused by the gateway itself (404, 405, 400, 413): its JSON body says why.
+    auto body = nlohmann::json::parse(r.response["body"].get<std::string>(), nullptr, false);
+    std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
+                              ? body["error"].get<std::string>()
+                              : "HTTP " + std::to_string(r.status);
+    r.error = record::RecordedError{std::move(message), {}, {}, "gateway"};
+  }
+  recorder_->submit(std::move(r));
 }
 
 void Gateway::reject(net::ProtocolError error, net::Responder respond) {
-  auto start = clock_.steadyNow();
-  RequestId id = RequestId::generate(clock_, *random_);
-  std::string_view target = error.target;
-  reply(id, error.method.empty() ? "-" : error.method,
-        target.empty() ? "-" : target.substr(0, target.find('?')), start,
-        net::HttpResponse::json(error.status, jsonError(error.message, id.toString())), respond);
+  Execution e = begin(error.method, error.target);
+  reply(e, net::HttpResponse::json(error.status, jsonError(error.message, e.id.toString())),
+        respond);
 }
 
 void Gateway::handle(net::HttpRequest request, net::Responder respond) {
@@ -63,13 +135,13 @@ void Gateway::handle(net::HttpRequest request, net::Responder respond) {
   if (admin_ && (request.path() == "/_flux" || request.path().starts_with("/_flux/"))) {
     return admin_->handle(std::move(request), std::move(respond));
   }
-  auto start = clock_.steadyNow();
-  RequestId id = RequestId::generate(clock_, *random_);
-  std::string id_text = id.toString();
+  Execution e = begin(request.method, request.target);
+  capture(e, request);
+  std::string id_text = e.id.toString();
 
   RouteTable::Match match = routes_->match(request.method, request.path());
   if (match.outcome == RouteTable::Match::Outcome::kNotFound) {
-    return reply(id, request.method, request.path(), start,
+    return reply(e,
                  net::HttpResponse::json(404, jsonError("no function serves " + request.method +
                                                             " " + std::string(request.path()),
                                                         id_text)),
@@ -81,18 +153,18 @@ void Gateway::handle(net::HttpRequest request, net::Responder respond) {
                            " (allowed: " + match.allowed + ")",
                        id_text));
     response.headers.push_back({"allow", match.allowed});
-    return reply(id, request.method, request.path(), start, std::move(response), respond);
+    return reply(e, std::move(response), respond);
   }
 
-  std::string method = request.method;
-  std::string path(request.path());
-  runtime::Invocation invocation{std::move(request), id, std::move(match.params)};
   // The route table may be swapped while the request runs: the invocation holds its bundle.
   std::shared_ptr<const runtime::FunctionBundle> bundle = match.route->bundle;
+  e.function = bundle->name;
+  runtime::Invocation invocation{std::move(request), e.id, std::move(match.params), e.start,
+                                 kGatewaySpan};
   runtime_->invoke(bundle, std::move(invocation),
-                   [this, id, method = std::move(method), path = std::move(path), start,
+                   [this, e = std::move(e),
                     respond = std::move(respond)](runtime::InvocationResult result) mutable {
-                     reply(id, method, path, start, std::move(result.response), respond);
+                     reply(e, std::move(result.response), respond, &result);
                    });
 }
 

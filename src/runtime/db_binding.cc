@@ -46,11 +46,13 @@ struct IsolateWorker::Database {
   }
 
   // Settles `resolver` in its context once the request's work is back on the loop.
-  static void settle(IsolateWorker& w, uint64_t serial, v8::Global<v8::Promise::Resolver> resolver,
-                     Result<data::QueryResult> result, const Shape& shape) {
+  static void settle(IsolateWorker& w, uint64_t serial, uint32_t slot,
+                     v8::Global<v8::Promise::Resolver> resolver, Result<data::QueryResult> result,
+                     const Shape& shape) {
     auto c = w.contexts_.find(serial);
     if (c == w.contexts_.end()) return;  // the context is gone: nobody awaits this any more
     FunctionContext& fc = *c->second;
+    w.current_slot_ = slot;
     w.runInContext(fc, [&] {
       v8::Local<v8::Context> context = w.isolate_->GetCurrentContext();
       auto r = resolver.Get(w.isolate_);
@@ -69,6 +71,7 @@ struct IsolateWorker::Database {
         discard(r->Reject(context, error));
       }
     });
+    w.current_slot_ = 0;
   }
 
   // The request's transaction, created at its first db call; nullptr (and a rejection) when
@@ -97,7 +100,47 @@ struct IsolateWorker::Database {
     uint32_t slot = 0;
     v8::Global<v8::Promise::Resolver> resolver;
     data::RequestTransaction* transaction = nullptr;
+    size_t span = 0;  // index of this call's span in the request's spans; 0: none
   };
+
+  // The call's span in the execution record: the SQL and parameters in, the command tag and
+  // row count (and the first rows) out, or the error.
+  static void openSpan(Call& call, std::string name, const std::string& sql,
+                       const data::QueryParams& params) {
+    auto it = call.worker->pending_.find(call.slot);
+    if (it == call.worker->pending_.end()) return;
+    nlohmann::json values = nlohmann::json::array();
+    for (const auto& v : params) values.push_back(v ? nlohmann::json(*v) : nlohmann::json());
+    call.span = it->second->openSpan(std::move(name), {{"sql", sql}, {"params", std::move(values)}},
+                                     call.worker->clock_.steadyNow());
+  }
+
+  static void closeSpan(Call& call, const Result<data::QueryResult>& result) {
+    static constexpr size_t kRowsShown = 3;
+    auto it = call.worker->pending_.find(call.slot);
+    if (it == call.worker->pending_.end() || call.span == 0) return;
+    PendingRequest& request = *it->second;
+    if (call.span >= request.spans.size()) return;
+    record::Span& span = request.spans[call.span];
+    span.duration_us = request.sinceStartUs(call.worker->clock_.steadyNow()) - span.start_us;
+    if (!result) {
+      span.status = record::SpanStatus::kError;
+      span.error = result.error().message;
+      return;
+    }
+    nlohmann::json rows = nlohmann::json::array();
+    for (size_t r = 0; r < result->rows.size() && r < kRowsShown; ++r) {
+      nlohmann::json row = nlohmann::json::object();
+      for (size_t c = 0; c < result->columns.size(); ++c) {
+        const auto& cell = result->rows[r][c];
+        row[result->columns[c].name] = cell ? nlohmann::json(*cell) : nlohmann::json();
+      }
+      rows.push_back(std::move(row));
+    }
+    span.output = {{"command", result->command_tag},
+                   {"rowCount", result->affected},
+                   {"rows", std::move(rows)}};
+  }
 
   static std::optional<Call> begin(const v8::FunctionCallbackInfo<v8::Value>& info) {
     IsolateWorker& w = worker(info);
@@ -112,7 +155,7 @@ struct IsolateWorker::Database {
     std::string why;
     call.transaction = transaction(w, call.slot, why);
     if (call.transaction == nullptr) {
-      settle(w, call.serial, std::move(call.resolver),
+      settle(w, call.serial, call.slot, std::move(call.resolver),
              std::unexpected(Error{ErrorCode::kInvalidArgument, why, {}}), {});
       return std::nullopt;
     }
@@ -120,8 +163,8 @@ struct IsolateWorker::Database {
   }
 
   static void reject(Call& call, Error error) {
-    settle(*call.worker, call.serial, std::move(call.resolver), std::unexpected(std::move(error)),
-           {});
+    settle(*call.worker, call.serial, call.slot, std::move(call.resolver),
+           std::unexpected(std::move(error)), {});
   }
 
   using CatalogStep =
@@ -309,12 +352,15 @@ struct IsolateWorker::Database {
                         : std::nullopt,
               false};
           data::RequestTransaction* txn = call.transaction;
+          openSpan(call, (is_update ? "db.update(" : "db.delete(") + q->table->name + ")", q->sql,
+                   q->params);
           txn->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
                      [call = std::move(call),
                       zero = std::move(zero)](Result<data::QueryResult> r) mutable {
+                       closeSpan(call, r);
                        if (r && r->affected == 0) call.transaction->recordZeroRows(std::move(zero));
-                       settle(*call.worker, call.serial, std::move(call.resolver), std::move(r),
-                              countAndRows);
+                       settle(*call.worker, call.serial, call.slot, std::move(call.resolver),
+                              std::move(r), countAndRows);
                      });
         });
   }
@@ -356,8 +402,8 @@ struct IsolateWorker::Database {
       data::RequestTransaction* txn = call->transaction;
       txn->query(std::move(sql), std::move(params), data::Prepare::kNo,
                  [call = std::move(*call)](Result<data::QueryResult> r) mutable {
-                   settle(*call.worker, call.serial, std::move(call.resolver), std::move(r),
-                          countAndRows);
+                   settle(*call.worker, call.serial, call.slot, std::move(call.resolver),
+                          std::move(r), countAndRows);
                  });
     });
 
@@ -388,10 +434,12 @@ struct IsolateWorker::Database {
             }
             auto q = data::buildInsert(catalog, table, insert_rows);
             if (!q) return reject(call, q.error());
+            openSpan(call, "db.insert(" + q->table->name + ")", q->sql, q->params);
             call.transaction->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
                                     [call = std::move(call)](Result<data::QueryResult> r) mutable {
-                                      settle(*call.worker, call.serial, std::move(call.resolver),
-                                             std::move(r), countAndRows);
+                                      closeSpan(call, r);
+                                      settle(*call.worker, call.serial, call.slot,
+                                             std::move(call.resolver), std::move(r), countAndRows);
                                     });
           });
     });
@@ -411,7 +459,7 @@ struct IsolateWorker::Database {
                                                  : data::SavepointOp::kRollback;
       data::RequestTransaction* txn = call->transaction;
       txn->savepoint(kind, [call = std::move(*call)](Result<data::QueryResult> r) mutable {
-        settle(*call.worker, call.serial, std::move(call.resolver), std::move(r),
+        settle(*call.worker, call.serial, call.slot, std::move(call.resolver), std::move(r),
                [](v8::Local<v8::Context> context, const data::QueryResult&) {
                  return v8::Undefined(context->GetIsolate()).As<v8::Value>();
                });

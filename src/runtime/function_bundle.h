@@ -12,10 +12,10 @@
 namespace flux::runtime {
 
 struct FunctionBundle {
-  std::string name;                         // "hello" (the folder under functions/)
-  uint64_t version = 0;                     // increases with every rebuild of this function
-  std::string code;                         // one ESM module, esbuild's output
-  SourceMap source_map;                     // sources are project-relative ("functions/hello/index.ts")
+  std::string name;      // "hello" (the folder under functions/)
+  uint64_t version = 0;  // increases with every rebuild of this function
+  std::string code;      // one ESM module, esbuild's output
+  SourceMap source_map;  // sources are project-relative ("functions/hello/index.ts")
   std::chrono::milliseconds timeout{10'000};  // CPU and wall budget per request
 };
 

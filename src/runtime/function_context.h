@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "data/request_transaction.h"
+#include "record/execution_record.h"
 #include "runtime/function_bundle.h"
 #include "runtime/isolate_worker.h"
 
@@ -51,6 +52,26 @@ struct IsolateWorker::PendingRequest {
   uint64_t context_serial = 0;
   RequestId id;
   InvocationDone done;
+  std::chrono::steady_clock::time_point start;
+  // The record's spans for this request: [0] is the function's; db calls follow.
+  std::vector<record::Span> spans;
+  std::vector<std::string> logs;
+
+  int64_t sinceStartUs(std::chrono::steady_clock::time_point now) const {
+    return std::chrono::duration_cast<std::chrono::microseconds>(now - start).count();
+  }
+  // Opens a child of the function span; returns its index in `spans`.
+  size_t openSpan(std::string name, nlohmann::json input,
+                  std::chrono::steady_clock::time_point now) {
+    record::Span span;
+    span.id = spans.front().id + static_cast<uint32_t>(spans.size());
+    span.parent = spans.front().id;
+    span.name = std::move(name);
+    span.start_us = sinceStartUs(now);
+    span.input = std::move(input);
+    spans.push_back(std::move(span));
+    return spans.size() - 1;
+  }
   std::unique_ptr<boost::asio::steady_timer> deadline;    // only when the handler awaits
   std::unique_ptr<data::RequestTransaction> transaction;  // from the first ctx.db call
 };

@@ -82,8 +82,10 @@ v8::Local<v8::Object> IsolateWorker::Host::makeHostObject(v8::Isolate* isolate,
     v8::Isolate* iso = info.GetIsolate();
     FunctionContext& fc = FunctionContext::from(iso->GetCurrentContext());
     std::string level = toUtf8(iso, info[0]);
-    w.log_.write("[" + fc.bundle->name + "] " + (level == "log" ? "" : level + ": ") +
-                 toUtf8(iso, info[1]));
+    std::string line = (level == "log" ? "" : level + ": ") + toUtf8(iso, info[1]);
+    // The request whose JS runs now gets the line in its record (timers have none).
+    if (PendingRequest* request = w.currentRequest()) request->logs.push_back(line);
+    w.log_.write("[" + fc.bundle->name + "] " + line);
   });
 
   define("now", [](const v8::FunctionCallbackInfo<v8::Value>& info) {

@@ -397,9 +397,22 @@ void IsolateWorker::invoke(const std::shared_ptr<const FunctionBundle>& bundle,
   pending->context_serial = fc.serial;
   pending->id = invocation.id;
   pending->done = std::move(done);
+  pending->start = invocation.start;
+  record::Span function_span;
+  function_span.id = invocation.parent_span + 1;
+  function_span.parent = invocation.parent_span;
+  function_span.name = bundle->name;
+  function_span.start_us = pending->sinceStartUs(clock_.steadyNow());
+  nlohmann::json params = nlohmann::json::object();
+  for (const auto& [key, value] : invocation.params) params[key] = value;
+  function_span.input = {{"method", invocation.request.method},
+                         {"path", invocation.request.path()},
+                         {"params", std::move(params)}};
+  pending->spans.push_back(std::move(function_span));
   pending_.emplace(slot, std::move(pending));
   ++fc.pending;
 
+  current_slot_ = slot;
   runInContext(fc, [&] {
     v8::Local<v8::Context> context = isolate_->GetCurrentContext();
     const net::HttpRequest& request = invocation.request;
@@ -436,6 +449,7 @@ void IsolateWorker::invoke(const std::shared_ptr<const FunctionBundle>& bundle,
     };
     discard(fc.dispatch.Get(isolate_)->Call(context, v8::Undefined(isolate_), 8, args));
   });
+  current_slot_ = 0;
 
   // Still waiting (the handler awaits a timer, later a query or a fetch): bound the wait.
   auto it = pending_.find(slot);
@@ -521,6 +535,7 @@ void IsolateWorker::finish(uint32_t slot, InvocationResult result) {
   std::unique_ptr<PendingRequest> pending = std::move(it->second);
   pending_.erase(it);
   if (pending->deadline) pending->deadline->cancel();
+  closeFunctionSpan(*pending, result);
   if (auto c = contexts_.find(pending->context_serial); c != contexts_.end()) {
     --c->second->pending;
     dropIfIdle(*c->second);
@@ -575,6 +590,27 @@ void IsolateWorker::fireTimer(uint64_t context_serial, uint32_t timer_id) {
     v8::Local<v8::Value> args[] = {v8::Integer::NewFromUnsigned(isolate_, timer_id)};
     discard(fc.fire_timer.Get(isolate_)->Call(context, v8::Undefined(isolate_), 1, args));
   });
+}
+
+void IsolateWorker::closeFunctionSpan(PendingRequest& pending, InvocationResult& result) {
+  record::Span& span = pending.spans.front();
+  span.duration_us = pending.sinceStartUs(clock_.steadyNow()) - span.start_us;
+  span.output = {{"status", result.response.status}};
+  if (result.error) {
+    span.status = record::SpanStatus::kError;
+    span.error = result.error->message;
+    for (const auto& [key, value] : result.error->fields) {
+      if (key == "location") span.location = value;
+    }
+  }
+  span.logs = pending.logs;
+  result.spans = std::move(pending.spans);
+  result.logs = std::move(pending.logs);
+}
+
+IsolateWorker::PendingRequest* IsolateWorker::currentRequest() {
+  auto it = pending_.find(current_slot_);
+  return it == pending_.end() ? nullptr : it->second.get();
 }
 
 Error IsolateWorker::userError(FunctionContext& fc, const std::string& stack,

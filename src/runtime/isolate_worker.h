@@ -33,6 +33,7 @@
 #include "data/catalog.h"
 #include "data/pg_pool.h"
 #include "net/http_message.h"
+#include "record/execution_record.h"
 #include "runtime/function_bundle.h"
 
 namespace v8 {
@@ -46,7 +47,7 @@ class Watchdog;
 struct FunctionContext;
 
 struct RuntimeOptions {
-  size_t heap_limit_bytes = 256u * 1024 * 1024;  // per isolate (worker)
+  size_t heap_limit_bytes = 256u * 1024 * 1024;          // per isolate (worker)
   std::vector<std::pair<std::string, std::string>> env;  // ctx.env
   // The worker's database pool; without one, ctx.db rejects with a clear error.
   std::optional<data::PoolOptions> database;
@@ -56,12 +57,18 @@ struct Invocation {
   net::HttpRequest request;
   RequestId id;
   std::vector<std::pair<std::string, std::string>> params;  // route parameters
+  std::chrono::steady_clock::time_point start;              // when the gateway took the request
+  uint32_t parent_span = 0;                                 // the gateway's span id in the record
 };
 
 struct InvocationResult {
   net::HttpResponse response;
   // Set when the function failed (threw, timed out, ran out of heap): what the server logs.
   std::optional<Error> error;
+  // For the execution record: the function's span and its children (db calls), in start
+  // order, and the log lines the request wrote.
+  std::vector<record::Span> spans;
+  std::vector<std::string> logs;
 };
 
 using InvocationDone = std::move_only_function<void(InvocationResult)>;
@@ -99,6 +106,10 @@ class IsolateWorker {
   // termination (timeout, heap) by failing the context's requests and rebuilding it.
   void runInContext(FunctionContext& fc, const std::function<void()>& body);
   void finish(uint32_t slot, InvocationResult result);
+  // Ends the function's span and moves the request's spans and logs into the result.
+  void closeFunctionSpan(PendingRequest& pending, InvocationResult& result);
+  // The request whose JS is running now (for console.* lines), or null.
+  PendingRequest* currentRequest();
   void failContext(FunctionContext& fc, int status, const Error& error);
   void dropIfIdle(FunctionContext& fc);
   void fireTimer(uint64_t context_serial, uint32_t timer_id);
@@ -110,7 +121,7 @@ class IsolateWorker {
   Clock& clock_;
   Random& random_;
   std::unique_ptr<data::PgPool> database_;  // outlives every transaction (destroyed last)
-  std::optional<data::Catalog> catalog_;  // user tables, loaded at the first insert/update/delete
+  std::optional<data::Catalog> catalog_;    // user tables, loaded at the first insert/update/delete
   v8::Isolate* isolate_ = nullptr;
   std::unique_ptr<Watchdog> watchdog_;
   struct IsolateState;
@@ -121,6 +132,7 @@ class IsolateWorker {
   std::map<uint64_t, std::unique_ptr<FunctionContext>> contexts_;
   std::unordered_map<std::string, uint64_t> current_;
   uint32_t next_slot_ = 1;
+  uint32_t current_slot_ = 0;  // the request whose JS runs now; 0 when unknown (timers)
   std::unordered_map<uint32_t, std::unique_ptr<PendingRequest>> pending_;
   bool heap_exceeded_ = false;
   std::pair<v8::Isolate*, bool*> heap_callback_data_{nullptr, nullptr};  // for V8's callback

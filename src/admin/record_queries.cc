@@ -1,0 +1,743 @@
+#include "admin/record_queries.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <chrono>
+#include <map>
+
+#include "admin/state_queries.h"
+#include "record/execution_record.h"
+
+namespace flux::admin {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kUuidHexDigits = 32;
+constexpr std::string_view kHandlePrefix = "req:";
+// A path filter longer than this is not one anybody types.
+constexpr size_t kMaxFilterBytes = 2048;
+
+bool isHex(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
+
+char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+
+bool isDashPosition(size_t i) { return i == 8 || i == 13 || i == 18 || i == 23; }
+
+// 32 hex digits -> 8-4-4-4-12.
+std::string canonicalUuid(std::string_view hex) {
+  std::string out;
+  out.reserve(36);
+  for (size_t i = 0; i < hex.size(); ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) out.push_back('-');
+    out.push_back(hex[i]);
+  }
+  return out;
+}
+
+std::unexpected<Error> notAnId(std::string_view text) {
+  std::string shown(text.substr(0, 60));
+  return fail(ErrorCode::kInvalidArgument,
+              "'" + shown +
+                  "' is not a request id: pass the full id, a prefix of it, or its handle "
+                  "(req:550e8400, the last 8 hex digits)");
+}
+
+// ---- Query results ----------------------------------------------------------------------------
+
+// Index of each named column, or an error naming the first one missing.
+Result<std::vector<size_t>> columnIndexes(const data::QueryResult& result,
+                                          std::initializer_list<std::string_view> names) {
+  std::vector<size_t> indexes;
+  for (std::string_view name : names) {
+    size_t i = 0;
+    while (i < result.columns.size() && result.columns[i].name != name) ++i;
+    if (i == result.columns.size()) {
+      return fail(ErrorCode::kInternal,
+                  "the execution records query returned no column '" + std::string(name) + "'");
+    }
+    indexes.push_back(i);
+  }
+  return indexes;
+}
+
+std::optional<size_t> optionalColumn(const data::QueryResult& result, std::string_view name) {
+  for (size_t i = 0; i < result.columns.size(); ++i) {
+    if (result.columns[i].name == name) return i;
+  }
+  return std::nullopt;
+}
+
+Result<int64_t> parseInt(const std::optional<std::string>& text, std::string_view what) {
+  int64_t value = 0;
+  if (!text) return value;
+  auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || ptr != text->data() + text->size()) {
+    return fail(ErrorCode::kInternal,
+                "an execution record has a bad " + std::string(what) + ": '" + *text + "'");
+  }
+  return value;
+}
+
+// json text (jsonb or json) -> value; SQL NULL -> null.
+Result<json> parseJsonCell(const std::optional<std::string>& text, std::string_view what) {
+  if (!text) return json(nullptr);
+  json value = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) {
+    return fail(ErrorCode::kInternal,
+                "an execution record has a bad " + std::string(what) + " (not JSON)");
+  }
+  return value;
+}
+
+json textOrNull(const std::optional<std::string>& text) {
+  return text ? json(*text) : json(nullptr);
+}
+
+// Parses one summary row; `c` holds the indexes of kSummaryColumns in order.
+Result<json> summaryAt(const std::vector<std::optional<std::string>>& row,
+                       const std::vector<size_t>& c) {
+  record::RecordSummary summary;
+  summary.id = row[c[0]].value_or("");
+  summary.kind = row[c[1]].value_or("");
+  summary.function = row[c[2]].value_or("");
+  summary.method = row[c[3]].value_or("");
+  summary.path = row[c[4]].value_or("");
+  auto status = parseInt(row[c[5]], "status");
+  if (!status) return std::unexpected(status.error());
+  summary.status = static_cast<int>(*status);
+  summary.error = row[c[6]];
+  auto started = parseInt(row[c[7]], "started_at");
+  if (!started) return std::unexpected(started.error());
+  summary.started_at_us = *started;
+  auto duration = parseInt(row[c[9]], "duration_us");
+  if (!duration) return std::unexpected(duration.error());
+  summary.duration_us = *duration;
+
+  json out = record::toJson(summary);
+  out["started_at"] = row[c[8]].value_or("");
+  auto count = parseInt(row[c[10]], "mutation count");
+  if (!count) return std::unexpected(count.error());
+  json first = nullptr;
+  if (row[c[12]]) {
+    auto affected = parseInt(row[c[15]], "rows_affected");
+    if (!affected) return std::unexpected(affected.error());
+    auto keys = parseJsonCell(row[c[17]], "key column list");
+    if (!keys) return std::unexpected(keys.error());
+    first = json{{"schema", row[c[11]].value_or("public")},
+                 {"table", *row[c[12]]},
+                 {"pk", textOrNull(row[c[13]])},
+                 {"key_columns", keys->is_array() ? *keys : json::array()},
+                 {"op", row[c[14]].value_or("")},
+                 {"rows_affected", row[c[15]] ? *affected : 1},
+                 {"rolled_back", row[c[16]] == "t"}};
+  }
+  out["mutations"] = json{{"count", *count}, {"first", std::move(first)}};
+  return out;
+}
+
+// ---- SQL pieces -------------------------------------------------------------------------------
+
+// A UTC timestamp as "2026-03-10T14:22:01.123456Z", whatever the session's TimeZone.
+#define FLUX_ISO_UTC(column) \
+  "to_char(" column " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+// The primary key columns of the table a mutation row `m` names (json text, or NULL).
+#define FLUX_KEY_COLUMNS                                                                   \
+  "(SELECT json_agg(a.attname::text ORDER BY k.n)\n"                                       \
+  "   FROM pg_index i\n"                                                                   \
+  "   CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)\n"       \
+  "   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum\n"            \
+  "  WHERE i.indrelid = to_regclass(quote_ident(m.schema_name) || '.' ||\n"                \
+  "                                 quote_ident(m.table_name))::oid\n"                     \
+  "    AND i.indisprimary)::text"
+
+// The inner query `e` selects these from flux.executions; the outer one adds each record's
+// mutation count and first mutation.
+constexpr std::string_view kInnerColumns =
+    "e.id, e.kind, e.function, e.method, e.path, e.status, e.error, e.started_at, "
+    "e.duration_us";
+
+std::string summarySelect(std::string_view inner_sql, std::string_view extra_columns,
+                          std::string_view order) {
+  std::string sql =
+      "SELECT e.id::text AS id, e.kind, e.function, e.method, e.path, e.status,\n"
+      "  e.error ->> 'message' AS error,\n"
+      "  (extract(epoch FROM e.started_at) * 1000000)::bigint AS started_at_us,\n"
+      "  " FLUX_ISO_UTC("e.started_at") " AS started_at,\n"
+      "  e.duration_us,\n"
+      "  (SELECT count(*) FROM flux.state_mutations c WHERE c.request_id = e.id)\n"
+      "    AS mutation_count,\n"
+      "  f.schema_name AS first_schema, f.table_name AS first_table, f.pk AS first_pk,\n"
+      "  f.op AS first_op, f.rows_affected AS first_rows_affected,\n"
+      "  f.rolled_back AS first_rolled_back, f.key_columns AS first_key_columns";
+  sql += extra_columns;
+  sql += "\nFROM (";
+  sql += inner_sql;
+  sql +=
+      ") e\n"
+      "LEFT JOIN LATERAL (\n"
+      "  SELECT m.schema_name, m.table_name, m.pk, m.op, m.rows_affected, m.rolled_back,\n"
+      "    " FLUX_KEY_COLUMNS
+      " AS key_columns\n"
+      "  FROM flux.state_mutations m WHERE m.request_id = e.id ORDER BY m.id LIMIT 1) f ON true\n"
+      "ORDER BY ";
+  sql += order;
+  return sql;
+}
+
+bool parseDigits(std::string_view text, size_t at, size_t count, int& value) {
+  if (at + count > text.size()) return false;
+  value = 0;
+  for (size_t i = at; i < at + count; ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    value = value * 10 + (text[i] - '0');
+  }
+  return true;
+}
+
+std::unexpected<Error> badParameter(std::string message) {
+  return fail(ErrorCode::kInvalidArgument, std::move(message));
+}
+
+bool isTrue(std::string_view value) { return value == "1" || value == "true" || value == "yes"; }
+bool isFalse(std::string_view value) {
+  return value.empty() || value == "0" || value == "false" || value == "no";
+}
+
+}  // namespace
+
+// ---- Request ids ------------------------------------------------------------------------------
+
+Result<RecordRef> parseRecordRef(std::string_view text) {
+  RecordRef ref;
+  ref.text = std::string(text);
+  std::string_view body = text;
+  bool handle = false;
+  if (body.size() >= kHandlePrefix.size() &&
+      std::equal(kHandlePrefix.begin(), kHandlePrefix.end(), body.begin(),
+                 [](char a, char b) { return a == lower(b); })) {
+    body.remove_prefix(kHandlePrefix.size());
+    handle = true;
+  }
+  if (body.empty() || body.size() > 36) return notAnId(text);
+
+  if (record::isCanonicalUuid(body)) {
+    ref.form = RecordRef::Form::kExact;
+    for (char c : body) ref.exact.push_back(lower(c));
+    return ref;
+  }
+
+  std::string hex;
+  bool dashed = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    char c = body[i];
+    if (c == '-') {
+      // Dashes only where the canonical text has them: the text is a prefix of an id.
+      if (handle || !isDashPosition(i)) return notAnId(text);
+      dashed = true;
+    } else if (isHex(c)) {
+      hex.push_back(lower(c));
+    } else {
+      return notAnId(text);
+    }
+  }
+  if (dashed) {
+    // Digits where a dash belongs ("0195a1b2c..." with dashes later) are not an id's prefix.
+    for (size_t i = 0; i < body.size(); ++i) {
+      if (isDashPosition(i) != (body[i] == '-')) return notAnId(text);
+    }
+  }
+  if (hex.size() > kUuidHexDigits) return notAnId(text);
+
+  if (handle) {
+    if (hex.size() < kMinSuffixDigits) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "'" + ref.text + "' is too short: a handle has at least 6 hex digits (req:" +
+                      "550e8400, the last 8 digits of the id)");
+    }
+    ref.form = hex.size() == kUuidHexDigits ? RecordRef::Form::kExact : RecordRef::Form::kSuffix;
+    if (ref.form == RecordRef::Form::kExact) {
+      ref.exact = canonicalUuid(hex);
+    } else {
+      ref.suffix = std::move(hex);
+    }
+    return ref;
+  }
+  if (hex.size() == kUuidHexDigits) {
+    ref.form = RecordRef::Form::kExact;
+    ref.exact = canonicalUuid(hex);
+    return ref;
+  }
+  ref.low = canonicalUuid(hex + std::string(kUuidHexDigits - hex.size(), '0'));
+  ref.high = canonicalUuid(hex + std::string(kUuidHexDigits - hex.size(), 'f'));
+  if (!dashed && hex.size() >= kMinSuffixDigits) {
+    ref.form = RecordRef::Form::kPrefixOrSuffix;
+    ref.suffix = std::move(hex);
+  } else {
+    ref.form = RecordRef::Form::kPrefix;
+  }
+  return ref;
+}
+
+SqlQuery resolveRecordQuery(const RecordRef& ref) {
+  // A prefix is a range of ids (the primary key's index answers it); a handle has no index
+  // and is compared on every row's last digits.
+  std::string where;
+  data::QueryParams params;
+  switch (ref.form) {
+    case RecordRef::Form::kExact:
+      where = "id = $1::uuid";
+      params = {ref.exact};
+      break;
+    case RecordRef::Form::kPrefix:
+      where = "id BETWEEN $1::uuid AND $2::uuid";
+      params = {ref.low, ref.high};
+      break;
+    case RecordRef::Form::kSuffix:
+      where = "right(replace(id::text, '-', ''), length($1::text)) = $1::text";
+      params = {ref.suffix};
+      break;
+    case RecordRef::Form::kPrefixOrSuffix:
+      where =
+          "id BETWEEN $1::uuid AND $2::uuid\n"
+          "   OR right(replace(id::text, '-', ''), length($3::text)) = $3::text";
+      params = {ref.low, ref.high, ref.suffix};
+      break;
+  }
+  std::string inner = "SELECT " + std::string(kInnerColumns) +
+                      ", count(*) OVER () AS total\n"
+                      "  FROM flux.executions e\n"
+                      "  WHERE " +
+                      where + "\n  ORDER BY e.started_at DESC, e.id DESC\n  LIMIT " +
+                      std::to_string(kMaxCandidates);
+  return SqlQuery{summarySelect(inner, ",\n  e.total", "e.started_at DESC, e.id DESC"),
+                  std::move(params)};
+}
+
+Result<Resolution> parseResolution(const data::QueryResult& result) {
+  auto summaries = parseRecordSummaries(result);
+  if (!summaries) return std::unexpected(summaries.error());
+  Resolution resolution;
+  resolution.found = std::move(*summaries);
+  if (!resolution.found.empty()) {
+    auto total_at = optionalColumn(result, "total");
+    if (!total_at) {
+      return fail(ErrorCode::kInternal, "the execution records query returned no column 'total'");
+    }
+    auto total = parseInt(result.rows[0][*total_at], "total");
+    if (!total) return std::unexpected(total.error());
+    resolution.total = *total;
+  }
+  return resolution;
+}
+
+std::string unknownRecordMessage(const RecordRef& ref) {
+  return "no execution matches '" + ref.text + "'";
+}
+
+json ambiguousRecordJson(const RecordRef& ref, const Resolution& resolution) {
+  json candidates = json::array();
+  for (const json& summary : resolution.found) candidates.push_back(summary);
+  return json{{"error", "'" + ref.text + "' matches " + std::to_string(resolution.total) +
+                            " executions: use more digits"},
+              {"total", resolution.total},
+              {"candidates", std::move(candidates)}};
+}
+
+// ---- One record -------------------------------------------------------------------------------
+
+const char* const kRecordSql =
+    "SELECT id::text AS id, kind, parent_id::text AS parent_id, replay_of::text AS replay_of,\n"
+    "  tenant, function, deployment_id, git_commit, method, path, status, error::text AS error,\n"
+    "  (extract(epoch FROM started_at) * 1000000)::bigint AS started_at_us,\n"
+    "  " FLUX_ISO_UTC("started_at") " AS started_at,\n"
+    "  duration_us, request::text AS request, response::text AS response,\n"
+    "  spans::text AS spans, journal::text AS journal, logs::text AS logs\n"
+    "FROM flux.executions WHERE id = $1::uuid";
+
+Result<std::optional<json>> parseRecordRow(const data::QueryResult& result) {
+  auto at = columnIndexes(
+      result, {"id", "kind", "parent_id", "replay_of", "tenant", "function", "deployment_id",
+               "git_commit", "method", "path", "status", "error", "started_at_us", "started_at",
+               "duration_us", "request", "response", "spans", "journal", "logs"});
+  if (!at) return std::unexpected(at.error());
+  if (result.rows.empty()) return std::optional<json>();
+  const std::vector<size_t>& c = *at;
+  const auto& row = result.rows[0];
+
+  json out = json::object();
+  out["id"] = row[c[0]].value_or("");
+  out["kind"] = row[c[1]].value_or("");
+  out["parent_id"] = textOrNull(row[c[2]]);
+  out["replay_of"] = textOrNull(row[c[3]]);
+  out["tenant"] = textOrNull(row[c[4]]);
+  out["function"] = row[c[5]].value_or("");
+  out["deployment_id"] = textOrNull(row[c[6]]);
+  out["git_commit"] = textOrNull(row[c[7]]);
+  out["method"] = row[c[8]].value_or("");
+  out["path"] = row[c[9]].value_or("");
+  auto status = parseInt(row[c[10]], "status");
+  if (!status) return std::unexpected(status.error());
+  out["status"] = *status;
+  auto error = parseJsonCell(row[c[11]], "error");
+  if (!error) return std::unexpected(error.error());
+  out["error"] = std::move(*error);
+  auto started = parseInt(row[c[12]], "started_at");
+  if (!started) return std::unexpected(started.error());
+  out["started_at_us"] = *started;
+  out["started_at"] = row[c[13]].value_or("");
+  auto duration = parseInt(row[c[14]], "duration_us");
+  if (!duration) return std::unexpected(duration.error());
+  out["duration_us"] = *duration;
+  // The jsonb columns as stored; absent ones as toJson(ExecutionRecord) has them.
+  struct JsonColumn {
+    size_t index;
+    const char* name;
+    json fallback;
+  };
+  for (const JsonColumn& column :
+       {JsonColumn{c[15], "request", nullptr}, JsonColumn{c[16], "response", nullptr},
+        JsonColumn{c[17], "spans", json::array()}, JsonColumn{c[18], "journal", json::array()},
+        JsonColumn{c[19], "logs", json::array()}}) {
+    auto value = parseJsonCell(row[column.index], column.name);
+    if (!value) return std::unexpected(value.error());
+    out[column.name] = value->is_null() ? column.fallback : std::move(*value);
+  }
+  return std::optional<json>(std::move(out));
+}
+
+const char* const kRecordMutationsSql =
+    "SELECT m.id, m.schema_name, m.table_name, m.pk, m.op, m.old::text AS old,\n"
+    "  m.new::text AS new, array_to_json(m.changed_columns)::text AS changed_columns,\n"
+    "  " FLUX_ISO_UTC("m.at") " AS at,\n"
+    "  m.rolled_back, m.rows_affected, count(*) OVER () AS total,\n"
+    "  " FLUX_KEY_COLUMNS
+    " AS key_columns\n"
+    "FROM flux.state_mutations m\n"
+    "WHERE m.request_id = $1::uuid\n"
+    "ORDER BY m.id\n"
+    "LIMIT $2";
+
+Result<RecordMutations> parseRecordMutations(const data::QueryResult& result) {
+  auto at = columnIndexes(result,
+                          {"id", "schema_name", "table_name", "pk", "op", "old", "new",
+                           "changed_columns", "at", "rolled_back", "rows_affected", "total",
+                           "key_columns"});
+  if (!at) return std::unexpected(at.error());
+  const std::vector<size_t>& c = *at;
+  RecordMutations out;
+  for (const auto& row : result.rows) {
+    auto id = parseInt(row[c[0]], "mutation id");
+    if (!id) return std::unexpected(id.error());
+    auto old_row = parseJsonCell(row[c[5]], "mutation's old row");
+    if (!old_row) return std::unexpected(old_row.error());
+    auto new_row = parseJsonCell(row[c[6]], "mutation's new row");
+    if (!new_row) return std::unexpected(new_row.error());
+    auto changed = parseJsonCell(row[c[7]], "mutation's changed_columns");
+    if (!changed) return std::unexpected(changed.error());
+    auto affected = parseInt(row[c[10]], "rows_affected");
+    if (!affected) return std::unexpected(affected.error());
+    auto total = parseInt(row[c[11]], "mutation total");
+    if (!total) return std::unexpected(total.error());
+    auto keys = parseJsonCell(row[c[12]], "key column list");
+    if (!keys) return std::unexpected(keys.error());
+    out.total = *total;
+    out.mutations.push_back(json{
+        {"id", *id},
+        {"schema", row[c[1]].value_or("public")},
+        {"table", row[c[2]].value_or("")},
+        {"pk", textOrNull(row[c[3]])},
+        {"key_columns", keys->is_array() ? *keys : json::array()},
+        {"op", row[c[4]].value_or("")},
+        {"old", std::move(*old_row)},
+        {"new", std::move(*new_row)},
+        {"changed_columns", changed->is_array() ? *changed : json::array()},
+        {"at", row[c[8]].value_or("")},
+        {"rolled_back", row[c[9]] == "t"},
+        {"rows_affected", row[c[10]] ? *affected : 1},
+    });
+  }
+  return out;
+}
+
+json recordJson(json record, RecordMutations mutations) {
+  bool truncated = mutations.total > static_cast<int64_t>(mutations.mutations.size());
+  return json{{"record", std::move(record)},
+              {"mutations", std::move(mutations.mutations)},
+              {"mutations_total", mutations.total},
+              {"mutations_truncated", truncated}};
+}
+
+// ---- Lists ------------------------------------------------------------------------------------
+
+Result<int64_t> parseTimestamp(std::string_view text) {
+  constexpr std::string_view kUsage =
+      ": pass Unix microseconds or an ISO 8601 time (2026-03-10T14:00:00Z)";
+  if (text.empty()) return badParameter("since is empty" + std::string(kUsage));
+  if (std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    int64_t value = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || ptr != text.data() + text.size()) {
+      return badParameter("since '" + std::string(text.substr(0, 40)) + "' is out of range" +
+                          std::string(kUsage));
+    }
+    return value;
+  }
+  auto bad = [&] {
+    return badParameter("since '" + std::string(text.substr(0, 40)) + "' is not a time" +
+                        std::string(kUsage));
+  };
+  int year, month, day, hour = 0, minute = 0, second = 0;
+  if (!parseDigits(text, 0, 4, year) || text.size() < 10 || text[4] != '-' ||
+      !parseDigits(text, 5, 2, month) || text[7] != '-' || !parseDigits(text, 8, 2, day)) {
+    return bad();
+  }
+  size_t at = 10;
+  int64_t fraction_us = 0;
+  if (at < text.size() && (text[at] == 'T' || text[at] == 't' || text[at] == ' ')) {
+    if (!parseDigits(text, at + 1, 2, hour) || at + 3 >= text.size() || text[at + 3] != ':' ||
+        !parseDigits(text, at + 4, 2, minute)) {
+      return bad();
+    }
+    at += 6;
+    if (at < text.size() && text[at] == ':') {
+      if (!parseDigits(text, at + 1, 2, second)) return bad();
+      at += 3;
+      if (at < text.size() && text[at] == '.') {
+        ++at;
+        int64_t scale = 100000;
+        size_t digits = 0;
+        while (at < text.size() && text[at] >= '0' && text[at] <= '9') {
+          fraction_us += (text[at] - '0') * scale;
+          scale /= 10;
+          ++at;
+          ++digits;
+        }
+        if (digits == 0) return bad();
+      }
+    }
+  }
+  int offset_minutes = 0;
+  if (at < text.size()) {
+    if (text[at] == 'Z' || text[at] == 'z') {
+      ++at;
+    } else if (text[at] == '+' || text[at] == '-') {
+      int sign = text[at] == '-' ? -1 : 1;
+      int offset_hours = 0, offset_mins = 0;
+      if (!parseDigits(text, at + 1, 2, offset_hours)) return bad();
+      at += 3;
+      if (at < text.size() && text[at] == ':') ++at;
+      if (at < text.size()) {
+        if (!parseDigits(text, at, 2, offset_mins)) return bad();
+        at += 2;
+      }
+      offset_minutes = sign * (offset_hours * 60 + offset_mins);
+    }
+  }
+  if (at != text.size() || hour > 23 || minute > 59 || second > 60) return bad();
+
+  using namespace std::chrono;
+  year_month_day date{std::chrono::year(year), std::chrono::month(static_cast<unsigned>(month)),
+                      std::chrono::day(static_cast<unsigned>(day))};
+  if (!date.ok()) return bad();
+  sys_seconds utc = sys_days(date) + hours(hour) + minutes(minute) + seconds(second) -
+                    minutes(offset_minutes);
+  return duration_cast<microseconds>(utc.time_since_epoch()).count() + fraction_us;
+}
+
+Result<RecordListRequest> parseRecordListRequest(std::string_view query) {
+  auto params = parseQueryString(query);
+  if (!params) return std::unexpected(params.error());
+
+  // Aliases take the name the CLI's --filter keys use.
+  static const std::map<std::string, std::string, std::less<>> kNames = {
+      {"since", "since"},   {"after", "after"},         {"limit", "limit"},
+      {"fn", "fn"},         {"function", "fn"},         {"status", "status"},
+      {"errors_only", "errors_only"}, {"path", "path"}, {"kind", "kind"},
+      {"type", "kind"},     {"method", "method"}};
+  std::map<std::string, std::string, std::less<>> given;
+  for (auto& [name, value] : *params) {
+    auto known = kNames.find(name);
+    if (known == kNames.end()) continue;  // others are ignored
+    if (given.contains(known->second)) {
+      return badParameter("'" + known->second + "' is given twice: pass it once");
+    }
+    if (value.size() > kMaxFilterBytes || value.find('\0') != std::string::npos) {
+      return badParameter("'" + name + "' must be text of at most 2048 bytes without NUL");
+    }
+    given.emplace(known->second, std::move(value));
+  }
+
+  RecordListRequest request;
+  if (auto it = given.find("since"); it != given.end()) {
+    auto since = parseTimestamp(it->second);
+    if (!since) return std::unexpected(since.error());
+    request.since_us = *since;
+  }
+  if (auto it = given.find("after"); it != given.end()) {
+    if (!record::isCanonicalUuid(it->second)) {
+      return badParameter("after must be a full request id (8-4-4-4-12 hex digits), not '" +
+                          it->second.substr(0, 40) + "'");
+    }
+    std::string id;
+    for (char c : it->second) id.push_back(lower(c));
+    request.after = std::move(id);
+  }
+  if (auto it = given.find("limit"); it != given.end()) {
+    int value = 0;
+    const std::string& text = it->second;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || ptr != text.data() + text.size() || value < 1 ||
+        value > kMaxRecordLimit) {
+      return badParameter("limit must be a whole number from 1 to 1000, not '" + text + "'");
+    }
+    request.limit = value;
+  }
+  if (auto it = given.find("fn"); it != given.end() && !it->second.empty()) {
+    request.function = it->second;
+  }
+  if (auto it = given.find("status"); it != given.end() && !it->second.empty()) {
+    const std::string& text = it->second;
+    bool is_class = text.size() == 3 && text[0] >= '1' && text[0] <= '5' &&
+                    (text[1] == 'x' || text[1] == 'X') && (text[2] == 'x' || text[2] == 'X');
+    int value = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (is_class) {
+      request.status_low = (text[0] - '0') * 100;
+      request.status_high = *request.status_low + 99;
+    } else if (ec == std::errc() && ptr == text.data() + text.size() && value >= 0 &&
+               value <= 999) {
+      request.status_low = value;
+      request.status_high = value;
+    } else {
+      return badParameter("status must be a status code (500) or a class (5xx), not '" +
+                          text.substr(0, 40) + "'");
+    }
+  }
+  if (auto it = given.find("errors_only"); it != given.end()) {
+    if (isTrue(it->second)) {
+      request.errors_only = true;
+    } else if (!isFalse(it->second)) {
+      return badParameter("errors_only must be 1 or 0, not '" + it->second.substr(0, 40) + "'");
+    }
+  }
+  if (auto it = given.find("path"); it != given.end() && !it->second.empty()) {
+    std::string path = it->second;
+    if (path.back() == '*') {
+      path.pop_back();
+      request.path_is_prefix = true;
+    }
+    request.path = std::move(path);
+  }
+  if (auto it = given.find("kind"); it != given.end() && !it->second.empty()) {
+    if (!record::isExecutionKind(it->second)) {
+      return badParameter("kind must be one of http, job, cron, replay, not '" +
+                          it->second.substr(0, 40) + "'");
+    }
+    request.kind = it->second;
+  }
+  if (auto it = given.find("method"); it != given.end() && !it->second.empty()) {
+    std::string method;
+    for (char c : it->second) {
+      if (!std::isalpha(static_cast<unsigned char>(c))) {
+        return badParameter("method must be letters (GET, POST, ...), not '" +
+                            it->second.substr(0, 40) + "'");
+      }
+      method.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+    }
+    request.method = std::move(method);
+  }
+  return request;
+}
+
+SqlQuery recordListQuery(const RecordListRequest& request) {
+  data::QueryParams params;
+  auto param = [&params](std::string value) {
+    params.push_back(std::move(value));
+    return "$" + std::to_string(params.size());
+  };
+  std::vector<std::string> where;
+  if (request.since_us) {
+    where.push_back("e.started_at >= 'epoch'::timestamptz + " +
+                    param(std::to_string(*request.since_us)) +
+                    "::bigint * interval '1 microsecond'");
+  }
+  if (request.after) where.push_back("e.id > " + param(*request.after) + "::uuid");
+  if (request.function) where.push_back("e.function = " + param(*request.function));
+  if (request.status_low && request.status_high) {
+    where.push_back("e.status BETWEEN " + param(std::to_string(*request.status_low)) +
+                    "::int AND " + param(std::to_string(*request.status_high)) + "::int");
+  }
+  if (request.errors_only) where.push_back("(e.status >= 400 OR e.error IS NOT NULL)");
+  if (request.path) {
+    if (request.path_is_prefix) {
+      where.push_back("starts_with(e.path, " + param(*request.path) + "::text)");
+    } else {
+      where.push_back("e.path = " + param(*request.path));
+    }
+  }
+  if (request.kind) where.push_back("e.kind = " + param(*request.kind));
+  if (request.method) where.push_back("e.method = " + param(*request.method));
+
+  bool forward = request.since_us || request.after;
+  std::string inner = "SELECT " + std::string(kInnerColumns) + "\n  FROM flux.executions e\n";
+  for (size_t i = 0; i < where.size(); ++i) {
+    inner += (i == 0 ? "  WHERE " : "    AND ") + where[i] + "\n";
+  }
+  // Forward pages read one row more than they answer: it only tells whether another follows.
+  inner += forward ? "  ORDER BY e.id\n  LIMIT " + param(std::to_string(request.limit + 1))
+                   : "  ORDER BY e.id DESC\n  LIMIT " + param(std::to_string(request.limit));
+  inner += "::int";
+  return SqlQuery{summarySelect(inner, "", "e.id"), std::move(params)};
+}
+
+const char* const kNewestRecordSql =
+    "SELECT (extract(epoch FROM max(started_at)) * 1000000)::bigint AS newest_us\n"
+    "FROM flux.executions";
+
+Result<std::vector<json>> parseRecordSummaries(const data::QueryResult& result) {
+  auto at = columnIndexes(
+      result, {"id", "kind", "function", "method", "path", "status", "error", "started_at_us",
+               "started_at", "duration_us", "mutation_count", "first_schema", "first_table",
+               "first_pk", "first_op", "first_rows_affected", "first_rolled_back",
+               "first_key_columns"});
+  if (!at) return std::unexpected(at.error());
+  std::vector<json> summaries;
+  summaries.reserve(result.rows.size());
+  for (const auto& row : result.rows) {
+    auto summary = summaryAt(row, *at);
+    if (!summary) return std::unexpected(summary.error());
+    summaries.push_back(std::move(*summary));
+  }
+  return summaries;
+}
+
+json recordListJson(std::vector<json> summaries, const RecordListRequest& request,
+                    std::optional<int64_t> newest_started_at_us) {
+  bool forward = request.since_us || request.after;
+  bool more = forward && summaries.size() > static_cast<size_t>(request.limit);
+  if (more) summaries.resize(static_cast<size_t>(request.limit));
+  json records = json::array();
+  for (json& summary : summaries) records.push_back(std::move(summary));
+  return json{{"records", std::move(records)},
+              {"more", more},
+              {"newest_started_at_us",
+               newest_started_at_us ? json(*newest_started_at_us) : json(nullptr)}};
+}
+
+Result<std::optional<int64_t>> parseNewestRecord(const data::QueryResult& result) {
+  auto at = columnIndexes(result, {"newest_us"});
+  if (!at) return std::unexpected(at.error());
+  if (result.rows.empty() || !result.rows[0][(*at)[0]]) return std::optional<int64_t>();
+  auto newest = parseInt(result.rows[0][(*at)[0]], "newest started_at");
+  if (!newest) return std::unexpected(newest.error());
+  return std::optional<int64_t>(*newest);
+}
+
+#undef FLUX_KEY_COLUMNS
+#undef FLUX_ISO_UTC
+
+}  // namespace flux::admin

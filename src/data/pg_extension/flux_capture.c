@@ -1,0 +1,492 @@
+// flux_capture: the mutation log's trigger function flux.capture() in C (see
+// src/data/mutation_log.h for the contract, and README.md beside this file).
+//
+// In a Flux request's transaction (flux.capture = 'on') a row change is appended to a buffer of
+// this backend, in TopTransactionContext; nothing is sent to the client. The buffer is flushed
+// into flux.state_mutations by one INSERT at XACT_EVENT_PRE_COMMIT (or PRE_PREPARE), in the same
+// transaction. A ROLLBACK TO SAVEPOINT marks the rows written inside it rolled back (they are
+// stored anyway, in order). When the transaction aborts, the buffered rows are sent to the
+// client in one NOTICE with SQLSTATE FX002 whose message is a JSON array of the FX001 payloads
+// of the plpgsql capture, so that the client can store them, marked rolled back, after the
+// ROLLBACK. Outside a request (psql, migrations) the row is logged at once through
+// flux.record_external(), as the plpgsql capture does.
+//
+// Per-backend state is static, as in any PostgreSQL extension: the buffer (valid only while its
+// local transaction id is the current one, and reset at every transaction end) and two SPI plans
+// kept across transactions.
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+PG_MODULE_MAGIC;
+
+void _PG_init(void);
+PG_FUNCTION_INFO_V1(flux_capture);
+
+// One captured row change. Strings are NUL-terminated, in TopTransactionContext.
+typedef struct CapturedRow {
+  char* schema;
+  char* table;
+  const char* op;  // "INSERT", "UPDATE" or "DELETE" (static)
+  char* pk;        // the key's values joined with ','; NULL without a key
+  char* old_row;   // row_to_json text; NULL for an INSERT
+  char* new_row;   // row_to_json text; NULL for a DELETE
+  int64 txid;
+  TimestampTz at;
+  int nest_level;  // the (sub)transaction that wrote it, lowered as subtransactions commit
+  bool rolled_back;
+} CapturedRow;
+
+typedef struct CaptureBuffer {
+  LocalTransactionId lxid;  // the transaction the rows belong to
+  CapturedRow* rows;        // NULL when empty
+  int count;
+  int capacity;
+  int stored;    // rows [0, stored) are in flux.state_mutations (this transaction's snapshot)
+  bool storing;  // inside the PRE_COMMIT INSERT: a capture there would recurse
+  Oid owner;     // who stores the rows: the owner of flux.capture(), as SECURITY DEFINER would
+} CaptureBuffer;
+
+static CaptureBuffer buffer;
+static SPIPlanPtr store_plan;
+static SPIPlanPtr external_plan;
+
+#define FX002 MAKE_SQLSTATE('F', 'X', '0', '0', '2')
+
+// One row, executed once per buffered row in capture order, so the ids follow the order of the
+// writes. Every value is computed beforehand and typed as its column: nothing resolves through
+// the session's search_path while this runs as the function's owner. (One INSERT ... SELECT
+// over unnest()ed arrays costs more for the usual one or two rows: ~20 us of function scans.)
+static const char* const kStoreSql =
+    "INSERT INTO flux.state_mutations (request_id, schema_name, table_name, pk, op, old, new, "
+    "changed_columns, txid, at, rolled_back) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+static const char* const kExternalSql =
+    "SELECT flux.record_external($1, $2, $3, $4, $5::pg_catalog.jsonb, $6::pg_catalog.jsonb)";
+
+// Every transaction end resets the buffer, so a callback only needs to know it is not empty;
+// the trigger also checks the transaction (ProcArrayEndTransaction clears MyProc->lxid before
+// the COMMIT and ABORT callbacks run, so they cannot).
+static bool bufferIsCurrent(void) { return buffer.rows != NULL && buffer.lxid == MyProc->lxid; }
+
+static void resetBuffer(void) { memset(&buffer, 0, sizeof buffer); }
+
+static char* rowJson(HeapTuple tuple, TupleDesc desc) {
+  Datum composite = heap_copy_tuple_as_datum(tuple, desc);
+  return text_to_cstring(DatumGetTextPP(DirectFunctionCall1(row_to_json, composite)));
+}
+
+// The key as the plpgsql capture computes it: each key column's value as `row_json ->> column`
+// (so a timestamp or a boolean reads as in the row's JSON), joined with ','; NULL without key
+// columns or when one is missing or null.
+static char* primaryKey(Trigger* trigger, const char* row_json) {
+  StringInfoData pk;
+  text* json;
+  if (trigger->tgnargs == 0) return NULL;
+  json = cstring_to_text(row_json);
+  initStringInfo(&pk);
+  for (int i = 0; i < trigger->tgnargs; ++i) {
+    LOCAL_FCINFO(call, 2);
+    Datum value;
+    InitFunctionCallInfoData(*call, NULL, 2, InvalidOid, NULL, NULL);
+    call->args[0].value = PointerGetDatum(json);
+    call->args[0].isnull = false;
+    call->args[1].value = CStringGetTextDatum(trigger->tgargs[i]);
+    call->args[1].isnull = false;
+    value = json_object_field_text(call);
+    if (call->isnull) return NULL;
+    if (i > 0) appendStringInfoChar(&pk, ',');
+    appendStringInfoString(&pk, text_to_cstring(DatumGetTextPP(value)));
+  }
+  return pk.data;
+}
+
+static Oid functionOwner(Oid function) {
+  HeapTuple tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(function));
+  Oid owner;
+  if (!HeapTupleIsValid(tuple)) elog(ERROR, "cache lookup failed for function %u", function);
+  owner = ((Form_pg_proc)GETSTRUCT(tuple))->proowner;
+  ReleaseSysCache(tuple);
+  return owner;
+}
+
+static void bufferRow(const CapturedRow* row, Oid function) {
+  if (buffer.storing) {
+    ereport(ERROR, (errmsg("flux cannot log a change made while it stores the mutation log")));
+  }
+  if (!bufferIsCurrent()) {
+    resetBuffer();
+    buffer.capacity = 16;
+    buffer.rows = MemoryContextAlloc(TopTransactionContext, buffer.capacity * sizeof(CapturedRow));
+    buffer.lxid = MyProc->lxid;
+    buffer.owner = functionOwner(function);
+  }
+  if (buffer.count == buffer.capacity) {
+    buffer.rows = repalloc_huge(buffer.rows, 2 * (Size)buffer.capacity * sizeof(CapturedRow));
+    buffer.capacity *= 2;
+  }
+  buffer.rows[buffer.count++] = *row;
+}
+
+static char* transactionCopy(const char* text) {
+  return text == NULL ? NULL : MemoryContextStrdup(TopTransactionContext, text);
+}
+
+static void recordExternal(const char* schema, const char* table, const char* op, const char* pk,
+                           const char* old_row, const char* new_row) {
+  Oid types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+  const char* args[6] = {schema, table, op, pk, old_row, new_row};
+  Datum values[6];
+  char nulls[6];
+  int rc;
+  for (int i = 0; i < 6; ++i) {
+    values[i] = args[i] == NULL ? (Datum)0 : CStringGetTextDatum(args[i]);
+    nulls[i] = args[i] == NULL ? 'n' : ' ';
+  }
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "flux_capture: SPI_connect failed");
+  if (external_plan == NULL) {
+    SPIPlanPtr plan = SPI_prepare_cursor(kExternalSql, 6, types, CURSOR_OPT_GENERIC_PLAN);
+    if (plan == NULL) {
+      elog(ERROR, "flux_capture: cannot prepare flux.record_external: %s",
+           SPI_result_code_string(SPI_result));
+    }
+    SPI_keepplan(plan);
+    external_plan = plan;
+  }
+  rc = SPI_execute_plan(external_plan, values, nulls, false, 0);
+  if (rc != SPI_OK_SELECT) {
+    elog(ERROR, "flux_capture: flux.record_external failed: %s", SPI_result_code_string(rc));
+  }
+  SPI_finish();
+}
+
+Datum flux_capture(PG_FUNCTION_ARGS) {
+  TriggerData* data = (TriggerData*)fcinfo->context;
+  TupleDesc desc;
+  HeapTuple old_tuple = NULL;
+  HeapTuple new_tuple = NULL;
+  const char* op;
+  char* old_row;
+  char* new_row;
+  char* pk;
+  const char* capture;
+
+  if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(data->tg_event) ||
+      !TRIGGER_FIRED_FOR_ROW(data->tg_event)) {
+    ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                    errmsg("flux.capture() must run as an AFTER ... FOR EACH ROW trigger")));
+  }
+  if (TRIGGER_FIRED_BY_INSERT(data->tg_event)) {
+    op = "INSERT";
+    new_tuple = data->tg_trigtuple;
+  } else if (TRIGGER_FIRED_BY_UPDATE(data->tg_event)) {
+    op = "UPDATE";
+    old_tuple = data->tg_trigtuple;
+    new_tuple = data->tg_newtuple;
+  } else if (TRIGGER_FIRED_BY_DELETE(data->tg_event)) {
+    op = "DELETE";
+    old_tuple = data->tg_trigtuple;
+  } else {
+    ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                    errmsg("flux.capture() runs on INSERT, UPDATE and DELETE only")));
+  }
+  desc = RelationGetDescr(data->tg_relation);
+  old_row = old_tuple == NULL ? NULL : rowJson(old_tuple, desc);
+  new_row = new_tuple == NULL ? NULL : rowJson(new_tuple, desc);
+  pk = primaryKey(data->tg_trigger, new_row != NULL ? new_row : old_row);
+
+  capture = GetConfigOption("flux.capture", true, false);
+  if (capture != NULL && strcmp(capture, "on") == 0) {
+    CapturedRow row;
+    if (client_min_messages > NOTICE) {
+      // A rollback could not report the change to Flux: fail rather than lose it.
+      ereport(ERROR,
+              (errcode(ERRCODE_RAISE_EXCEPTION),
+               errmsg("flux cannot log this change: client_min_messages is %s",
+                      GetConfigOption("client_min_messages", false, false)),
+               errhint("the capture notices need client_min_messages at notice or below")));
+    }
+    row.schema = transactionCopy(get_namespace_name(RelationGetNamespace(data->tg_relation)));
+    row.table = transactionCopy(RelationGetRelationName(data->tg_relation));
+    row.op = op;
+    row.pk = transactionCopy(pk);
+    row.old_row = transactionCopy(old_row);
+    row.new_row = transactionCopy(new_row);
+    row.txid = (int64)U64FromFullTransactionId(GetTopFullTransactionId());
+    row.at = GetCurrentTimestamp();
+    row.nest_level = GetCurrentTransactionNestLevel();
+    row.rolled_back = false;
+    bufferRow(&row, fcinfo->flinfo->fn_oid);
+  } else {
+    recordExternal(get_namespace_name(RelationGetNamespace(data->tg_relation)),
+                   RelationGetRelationName(data->tg_relation), op, pk, old_row, new_row);
+  }
+  return PointerGetDatum(NULL);
+}
+
+static Datum jsonbOrNull(const char* json, bool* is_null) {
+  *is_null = json == NULL;
+  return json == NULL ? (Datum)0 : DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+}
+
+typedef struct Key {
+  const char* name;  // not NUL-terminated
+  int length;
+} Key;
+
+// Byte order, as COLLATE "C".
+static int compareKeys(const void* a, const void* b) {
+  const Key* x = a;
+  const Key* y = b;
+  int c = memcmp(x->name, y->name, Min(x->length, y->length));
+  return c != 0 ? c : x->length - y->length;
+}
+
+// jsonb equality of two values, as `a = b` on the results of `->`.
+static bool sameJsonbValue(JsonbValue* a, JsonbValue* b) {
+  return compareJsonbContainers(&JsonbValueToJsonb(a)->root, &JsonbValueToJsonb(b)->root) == 0;
+}
+
+// Appends to keys the top-level keys of `of` that count as changed: with `other` NULL all of
+// them; else those missing from `other` or, when compare_values, whose values differ.
+static void changedKeys(Jsonb* of, Jsonb* other, bool compare_values, Key* keys, int* count) {
+  JsonbIterator* it;
+  JsonbValue v;
+  JsonbIteratorToken token;
+  if (of == NULL || !JB_ROOT_IS_OBJECT(of)) return;
+  it = JsonbIteratorInit(&of->root);
+  while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
+    Key key;
+    JsonbValue value;
+    JsonbValue* found;
+    if (token != WJB_KEY) continue;
+    key.name = v.val.string.val;
+    key.length = v.val.string.len;
+    token = JsonbIteratorNext(&it, &value, true);
+    Assert(token == WJB_VALUE);
+    if (other != NULL) {
+      found = getKeyJsonValueFromContainer(&other->root, key.name, key.length, NULL);
+      if (found != NULL && (!compare_values || sameJsonbValue(found, &value))) continue;
+    }
+    keys[(*count)++] = key;
+  }
+}
+
+static int objectSize(Jsonb* object) {
+  return object != NULL && JB_ROOT_IS_OBJECT(object) ? JB_ROOT_COUNT(object) : 0;
+}
+
+// flux.row_diff(old, new): the keys of new whose value differs from old's (all of them without
+// old), then the keys of old missing from new, sorted in byte order.
+static ArrayType* changedColumns(Jsonb* old_row, Jsonb* new_row) {
+  int count = 0;
+  Key* keys = palloc((objectSize(old_row) + objectSize(new_row) + 1) * sizeof(Key));
+  Datum* names;
+  changedKeys(new_row, old_row, true, keys, &count);
+  changedKeys(old_row, new_row, false, keys, &count);
+  qsort(keys, count, sizeof(Key), compareKeys);
+  names = palloc((count + 1) * sizeof(Datum));
+  for (int i = 0; i < count; ++i) {
+    names[i] = PointerGetDatum(cstring_to_text_with_len(keys[i].name, keys[i].length));
+  }
+  return construct_array(names, count, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+// Inserts the rows not stored yet, as the owner of flux.capture(). An error fails the COMMIT
+// (or PREPARE).
+static void storeBuffered(void) {
+  enum { kRequest, kSchema, kTable, kPk, kOp, kOld, kNew, kChanged, kTxid, kAt, kRolledBack };
+  Oid types[] = {UUIDOID,  TEXTOID,  TEXTOID,      TEXTOID,     TEXTOID, JSONBOID,
+                 JSONBOID, TEXTARRAYOID, INT8OID, TIMESTAMPTZOID, BOOLOID};
+  Datum values[lengthof(types)];
+  char nulls[lengthof(types)];
+  const char* request_id;
+  Datum request_uuid = (Datum)0;
+  MemoryContext caller = CurrentMemoryContext;
+  MemoryContext per_row;
+  Oid saved_user;
+  int saved_context;
+
+  if (buffer.rows == NULL || buffer.stored == buffer.count) return;
+  request_id = GetConfigOption("flux.request_id", true, false);
+  if (request_id != NULL && request_id[0] != '\0') {
+    request_uuid = DirectFunctionCall1(uuid_in, CStringGetDatum(request_id));
+  }
+  per_row = AllocSetContextCreate(caller, "flux_capture store", ALLOCSET_SMALL_SIZES);
+
+  // On an error the transaction aborts, which restores the user and the snapshot stack.
+  buffer.storing = true;
+  GetUserIdAndSecContext(&saved_user, &saved_context);
+  SetUserIdAndSecContext(buffer.owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+  // The portals are closed by now, and their snapshots with them.
+  PushActiveSnapshot(GetTransactionSnapshot());
+  if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "flux_capture: SPI_connect failed");
+  if (store_plan == NULL) {
+    SPIPlanPtr plan = SPI_prepare_cursor(kStoreSql, lengthof(types), types,
+                                         CURSOR_OPT_GENERIC_PLAN);
+    if (plan == NULL) {
+      elog(ERROR, "flux_capture: cannot prepare the mutation log INSERT: %s",
+           SPI_result_code_string(SPI_result));
+    }
+    SPI_keepplan(plan);
+    store_plan = plan;
+  }
+  for (int i = buffer.stored; i < buffer.count; ++i) {
+    const CapturedRow* row = &buffer.rows[i];
+    MemoryContext spi = MemoryContextSwitchTo(per_row);
+    bool old_null;
+    bool new_null;
+    int rc;
+    values[kRequest] = request_uuid;
+    values[kSchema] = CStringGetTextDatum(row->schema);
+    values[kTable] = CStringGetTextDatum(row->table);
+    values[kPk] = row->pk == NULL ? (Datum)0 : CStringGetTextDatum(row->pk);
+    values[kOp] = CStringGetTextDatum(row->op);
+    values[kOld] = jsonbOrNull(row->old_row, &old_null);
+    values[kNew] = jsonbOrNull(row->new_row, &new_null);
+    values[kChanged] = PointerGetDatum(
+        changedColumns(old_null ? NULL : DatumGetJsonbP(values[kOld]),
+                       new_null ? NULL : DatumGetJsonbP(values[kNew])));
+    values[kTxid] = Int64GetDatum(row->txid);
+    values[kAt] = TimestampTzGetDatum(row->at);
+    values[kRolledBack] = BoolGetDatum(row->rolled_back);
+    for (int c = 0; c < (int)lengthof(types); ++c) nulls[c] = ' ';
+    if (request_uuid == (Datum)0) nulls[kRequest] = 'n';
+    if (row->pk == NULL) nulls[kPk] = 'n';
+    if (old_null) nulls[kOld] = 'n';
+    if (new_null) nulls[kNew] = 'n';
+    MemoryContextSwitchTo(spi);
+    rc = SPI_execute_plan(store_plan, values, nulls, false, 0);
+    if (rc != SPI_OK_INSERT) {
+      elog(ERROR, "flux_capture: storing a captured row failed: %s", SPI_result_code_string(rc));
+    }
+    MemoryContextReset(per_row);
+  }
+  SPI_finish();
+  PopActiveSnapshot();
+  SetUserIdAndSecContext(saved_user, saved_context);
+  MemoryContextDelete(per_row);
+  buffer.storing = false;
+  buffer.stored = buffer.count;
+}
+
+static void appendPayload(StringInfo out, const CapturedRow* row) {
+  char at[MAXDATELEN + 1];
+  appendStringInfoString(out, "{\"s\":");
+  escape_json(out, row->schema);
+  appendStringInfoString(out, ",\"t\":");
+  escape_json(out, row->table);
+  appendStringInfo(out, ",\"op\":\"%s\",\"pk\":", row->op);
+  if (row->pk == NULL) {
+    appendStringInfoString(out, "null");
+  } else {
+    escape_json(out, row->pk);
+  }
+  appendStringInfoString(out, ",\"old\":");
+  appendStringInfoString(out, row->old_row == NULL ? "null" : row->old_row);
+  appendStringInfoString(out, ",\"new\":");
+  appendStringInfoString(out, row->new_row == NULL ? "null" : row->new_row);
+  JsonEncodeDateTime(at, TimestampTzGetDatum(row->at), TIMESTAMPTZOID, NULL);
+  appendStringInfo(out, ",\"tx\":" INT64_FORMAT ",\"at\":\"%s\"}", row->txid, at);
+}
+
+// Sends every buffered row (stored or not: the INSERT is undone too) in one FX002 notice. Runs
+// inside AbortTransaction, where an error must not escape: if the report cannot be built or sent
+// (out of memory), the rows are lost and the server log says so.
+static void reportAborted(void) {
+  MemoryContext caller = CurrentMemoryContext;
+  int count = buffer.count;
+  if (buffer.rows == NULL || count == 0) return;
+  PG_TRY();
+  {
+    StringInfoData json;
+    MemoryContextSwitchTo(TopTransactionContext);
+    initStringInfo(&json);
+    appendStringInfoChar(&json, '[');
+    for (int i = 0; i < count; ++i) {
+      if (i > 0) appendStringInfoChar(&json, ',');
+      appendPayload(&json, &buffer.rows[i]);
+    }
+    appendStringInfoChar(&json, ']');
+    // A session that hides notices gets a warning (the capture refused to run when even
+    // warnings are hidden, unless the setting changed since).
+    ereport(client_min_messages > NOTICE ? WARNING : NOTICE,
+            (errcode(FX002), errmsg_internal("%s", json.data), errhidestmt(true),
+             errhidecontext(true)));
+    MemoryContextSwitchTo(caller);
+  }
+  PG_CATCH();
+  {
+    MemoryContextSwitchTo(caller);
+    FlushErrorState();
+    ereport(LOG, (errmsg("flux_capture: could not report %d rolled-back row changes to the "
+                         "client; they are missing from flux.state_mutations",
+                         count)));
+  }
+  PG_END_TRY();
+}
+
+static void onTransactionEvent(XactEvent event, void* arg) {
+  switch (event) {
+    case XACT_EVENT_PRE_COMMIT:
+    case XACT_EVENT_PRE_PREPARE:
+      storeBuffered();
+      break;
+    case XACT_EVENT_ABORT:
+      reportAborted();
+      resetBuffer();
+      break;
+    case XACT_EVENT_COMMIT:
+    case XACT_EVENT_PARALLEL_COMMIT:
+    case XACT_EVENT_PARALLEL_ABORT:
+    case XACT_EVENT_PREPARE:
+      resetBuffer();
+      break;
+    case XACT_EVENT_PARALLEL_PRE_COMMIT:
+      break;
+  }
+}
+
+// While the subtransaction ending at the current nesting level calls back, rows at that level
+// or deeper belong to it: they move to the parent, rolled back when it aborts.
+static void onSubtransactionEvent(SubXactEvent event, SubTransactionId subtransaction,
+                                  SubTransactionId parent, void* arg) {
+  int level;
+  if (buffer.rows == NULL) return;
+  if (event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB) return;
+  level = GetCurrentTransactionNestLevel();
+  for (int i = 0; i < buffer.count; ++i) {
+    CapturedRow* row = &buffer.rows[i];
+    if (row->nest_level < level) continue;
+    row->nest_level = level - 1;
+    if (event == SUBXACT_EVENT_ABORT_SUB) row->rolled_back = true;
+  }
+}
+
+void _PG_init(void) {
+  RegisterXactCallback(onTransactionEvent, NULL);
+  RegisterSubXactCallback(onSubtransactionEvent, NULL);
+}

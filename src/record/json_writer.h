@@ -1,0 +1,54 @@
+// JsonWriter: writes records as JSON text straight into a string, without building a JSON
+// tree first (the recorder's hot path: building and freeing an nlohmann tree per record costs
+// several times the writing). The text parses to exactly what toJson() gives; keys come in
+// declaration order rather than sorted.
+//
+// Strings are written like dumpJson(): invalid UTF-8 becomes U+FFFD. What a NUL character
+// becomes is the writer's choice: "\u0000" (exact JSON), or U+FFFD for PostgreSQL, whose jsonb
+// refuses \u0000. Floats are written in their shortest round-trip form (2.0 keeps its ".0");
+// NaN and infinities as null, as nlohmann does.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "record/execution_record.h"
+
+namespace flux::record {
+
+enum class NulCharacter { kEscape, kReplace };
+
+class JsonWriter {
+ public:
+  JsonWriter(std::string& out, NulCharacter nul) : out_(out), nul_(nul) {}
+
+  void string(std::string_view text);
+  void optionalString(const std::optional<std::string>& text);
+  void integer(int64_t value);
+  void number(double value);
+  void value(const nlohmann::json& value);
+  void strings(const std::vector<std::string>& list);
+  // `"name":` for an object's first member, `,"name":` for the others.
+  void firstKey(std::string_view name);
+  void key(std::string_view name);
+  void raw(std::string_view text) { out_.append(text); }
+
+  void record(const ExecutionRecord& record);
+  void span(const Span& span);
+  void spans(const std::vector<Span>& spans);
+  void error(const RecordedError& error);
+  void summary(const RecordSummary& summary);
+
+ private:
+  std::string& out_;
+  NulCharacter nul_;
+};
+
+// The record as one line of JSON text (no newline), as the spill file holds it.
+std::string toJsonText(const ExecutionRecord& record);
+
+}  // namespace flux::record

@@ -1,0 +1,169 @@
+// Recorder: takes finished execution records from any thread and stores them in
+// flux.executions, off the request path.
+//
+// Design. Workers call submit() after the response is sent: a push onto a mutex-guarded vector
+// and, at most once per wait of the recorder, a condition-variable notify when a batch is
+// full. The recorder thread swaps the vector out whole (workers never wait on a copy), wakes
+// every flush_interval, and writes what it has in batches of batch_size:
+//   BEGIN; COPY flux.executions FROM STDIN; SELECT pg_notify(channel, summaries); COMMIT
+// (one transaction, one NOTIFY per batch; the payload is a JSON array of RecordSummary, or
+// {"count", "min_id", "max_id"} when the array would not fit in NOTIFY's 8000 bytes).
+// Before anything leaves memory it is redacted (Redactor) on this thread.
+//
+// When PostgreSQL cannot take a batch (unreachable, restarting, or the statement failed), the
+// batch is appended to <spill_dir>/records.jsonl (toJson per line, fdatasync per batch) and the
+// recorder reconnects with backoff. Once connected it replays the spill file in chunks of
+// batch_size, each COPied into a temporary table and moved with INSERT ... ON CONFLICT (id) DO
+// NOTHING, so a record stored twice (a COMMIT whose answer was lost, a replay cut short) is
+// kept once; the file is removed only after its last chunk committed. A spill file left by an
+// earlier process is replayed the same way at start.
+//
+// A record flux.executions cannot hold (an id that is not a UUID, a start before 1970, a value
+// PostgreSQL refuses) is set aside in <spill_dir>/records.rejected.jsonl, never retried.
+//
+// Memory bound: the recorder holds at most max_queued records; beyond that it spills the
+// oldest at once (disk, never PostgreSQL). submit() never blocks and never drops: between two
+// steps of the recorder thread the submitted vector grows without bound, so the worst case is
+// max_queued + submit rate x the longest step (one batch write, one connect attempt, bounded
+// by connect_timeout, or a stalled socket, bounded by TCP user timeout / keepalives of ~30 s).
+// Records are lost only when PostgreSQL and the spill file fail together while more than
+// max_queued wait (counted in `dropped`).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "record/blocking_connection.h"
+#include "record/execution_record.h"
+#include "record/redactor.h"
+#include "record/spill_file.h"
+
+namespace flux::record {
+
+struct RecorderOptions {
+  std::string conninfo;
+  std::filesystem::path spill_dir;  // .flux/ of the project, or a configured directory
+  size_t batch_size = 1000;
+  std::chrono::milliseconds flush_interval{50};
+  size_t max_queued = 100000;
+  std::string notify_channel = "flux_records";
+  RedactionOptions redaction;
+  std::chrono::milliseconds reconnect_min{100};  // backoff after a failure, doubling
+  std::chrono::milliseconds reconnect_max{5000};
+  std::chrono::seconds connect_timeout{2};
+};
+
+struct RecorderStats {
+  uint64_t stored = 0;      // submitted records committed to flux.executions
+  uint64_t spilled = 0;     // records appended to the spill file
+  uint64_t replayed = 0;    // spill file records committed (those already there included)
+  uint64_t rejected = 0;    // records set aside in records.rejected.jsonl
+  uint64_t dropped = 0;     // records lost (see the design note)
+  uint64_t overflowed = 0;  // submits that found more than max_queued records waiting
+  uint64_t batches = 0;     // transactions that committed submitted records
+  uint64_t notifications = 0;
+  bool connected = false;
+  std::string last_error;  // the last failure, for status pages; empty if none yet
+};
+
+class Recorder {
+ public:
+  // Starts the recorder thread, which connects (and replays a spill file left behind) at once.
+  explicit Recorder(RecorderOptions options);
+  // Writes everything submitted before (to PostgreSQL, else to the spill file), then joins.
+  // No submit() may run concurrently with or after the destructor.
+  ~Recorder();
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+
+  // Any thread. Never blocks on I/O.
+  void submit(ExecutionRecord record);
+
+  // Any thread. The subscriber is called on the recorder thread with the summary of every
+  // submitted record, after its batch was committed or spilled (or set aside as rejected). It
+  // must be quick: the recorder writes nothing while it runs.
+  void subscribe(std::function<void(const RecordSummary&)> subscriber);
+
+  RecorderStats stats() const;
+
+ private:
+  using Batch = std::vector<ExecutionRecord>;
+  using SteadyTime = std::chrono::steady_clock::time_point;
+  // What writeBatch does with a batch that neither PostgreSQL nor the spill file took.
+  enum class Unwritten { kKeep, kDrop };
+  enum class ConnectAttempt { kWhenDue, kNow };
+
+  // Recorder thread.
+  void run();
+  // Waits for work, then moves the submitted records into pending_. Returns whether the
+  // destructor asked to stop.
+  bool takeSubmitted();
+  Batch takeOldest(size_t count);
+  // Writes a batch to PostgreSQL, else to the spill file; false when neither took it.
+  bool writeBatch(Batch batch, Unwritten unwritten);
+  // Appends to the spill file; after a failure, callers wait until spill_retry_at_.
+  bool spillBatch(Batch& batch);
+  // Moves records that cannot be stored out of batch into records.rejected.jsonl.
+  void rejectUnstorable(Batch& batch);
+  // Each returns how many records it committed; a record PostgreSQL refuses is rejected.
+  Result<size_t> storeLive(const Batch& batch);
+  Result<void> storeDeduplicated(const Batch& batch, const std::string* notify_payload);
+  Result<size_t> storeOneByOne(const Batch& batch, const std::string* notify_payload);
+  Result<void> replayChunk();
+  void connectIfDue(ConnectAttempt attempt);
+  void disconnect(const Error& error);
+  void publish(const Batch& batch);
+  void reject(const std::string& line, const Error& error);
+  void setError(const Error& error);
+  void setConnected(bool connected);
+  std::string notifyPayload(const Batch& batch) const;
+
+  const RecorderOptions options_;
+  const Redactor redactor_;
+
+  // Shared with submitters.
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  // Boxed so that growing the vector under the lock moves pointers, not records.
+  std::vector<std::unique_ptr<ExecutionRecord>> submitted_;
+  bool waiting_ = false;  // the recorder sleeps and wants a notify at wake_at_ records
+  size_t wake_at_ = 0;
+  bool stopping_ = false;
+
+  std::mutex subscribers_mutex_;
+  std::vector<std::function<void(const RecordSummary&)>> subscribers_;
+
+  // Recorder thread only.
+  // An empty vector with capacity, swapped in for submitted_.
+  std::vector<std::unique_ptr<ExecutionRecord>> spare_;
+  std::deque<ExecutionRecord> pending_;
+  std::optional<BlockingConnection> conn_;
+  SpillFile spill_;
+  SpillFile rejected_file_;
+  bool spill_waiting_ = false;  // the spill file may hold records to replay
+  std::chrono::milliseconds backoff_;
+  SteadyTime next_connect_{};
+  SteadyTime next_flush_{};
+  SteadyTime spill_retry_at_{};  // after a failed append, the next attempt
+
+  mutable std::mutex stats_mutex_;
+  std::string last_error_;
+  bool connected_ = false;
+  std::atomic<uint64_t> stored_{0}, spilled_{0}, replayed_{0}, rejected_{0}, dropped_{0},
+      overflowed_{0}, batches_{0}, notifications_{0};
+
+  std::thread thread_;  // last: starts after everything above exists
+};
+
+}  // namespace flux::record

@@ -1,0 +1,320 @@
+#include "record/redactor.h"
+
+#include <algorithm>
+#include <cctype>
+#include <utility>
+
+namespace flux::record {
+namespace {
+
+using nlohmann::json;
+
+std::string lowerCase(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Lower case, letters and digits only: "Card Number", "card_number" and "cardNumber" meet.
+std::string normalizedField(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte)) out += static_cast<char>(std::tolower(byte));
+  }
+  return out;
+}
+
+bool isRedacted(const json& value) {
+  return value.is_string() && value.get_ref<const std::string&>() == kRedacted;
+}
+
+// Sets value to the redaction marker; returns whether anything changed.
+bool redact(json& value) {
+  if (isRedacted(value)) return false;
+  value = std::string(kRedacted);
+  return true;
+}
+
+// The marker capBody() leaves, recognized so that capping twice changes nothing.
+bool isTruncationMarker(const json& value) {
+  if (!value.is_object() || value.size() != 3) return false;
+  auto truncated = value.find("truncated");
+  return truncated != value.end() && truncated->is_boolean() && truncated->get<bool>() &&
+         value.contains("bytes") && value.contains("head");
+}
+
+// The longest prefix of text no longer than limit that does not end inside a UTF-8 sequence.
+std::string_view utf8Prefix(std::string_view text, size_t limit) {
+  if (text.size() <= limit) return text;
+  size_t end = limit;
+  // Step back over continuation bytes (10xxxxxx) to the start of the cut sequence.
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return text.substr(0, end);
+}
+
+// An upper bound of value's JSON text length (exact but for numbers, counted at their longest,
+// and bytes of invalid UTF-8, counted as their replacement); stops once past limit.
+size_t jsonSizeBound(const json& value, size_t limit) {
+  auto string_bound = [](const std::string& text) {
+    size_t size = 2;
+    for (char c : text) {
+      auto byte = static_cast<unsigned char>(c);
+      size += byte == '"' || byte == '\\' ? 2 : byte < 0x20 ? 6 : byte >= 0x80 ? 3 : 1;
+    }
+    return size;
+  };
+  switch (value.type()) {
+    case json::value_t::null:
+    case json::value_t::discarded:
+      return 4;
+    case json::value_t::boolean:
+      return 5;
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      return 20;
+    case json::value_t::number_float:
+      return 25;
+    case json::value_t::string:
+      return string_bound(value.get_ref<const std::string&>());
+    case json::value_t::array: {
+      size_t size = 2;
+      for (const json& item : value) {
+        size += jsonSizeBound(item, limit) + 1;
+        if (size > limit) break;
+      }
+      return size;
+    }
+    case json::value_t::object: {
+      size_t size = 2;
+      for (const auto& [key, item] : value.items()) {
+        size += string_bound(key) + 2 + jsonSizeBound(item, limit);
+        if (size > limit) break;
+      }
+      return size;
+    }
+    case json::value_t::binary:
+      break;
+  }
+  return dumpJson(value).size();
+}
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded decoding of one name ('+' is a space, %XX a byte).
+std::string formDecode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+') {
+      out += ' ';
+    } else if (text[i] == '%' && i + 2 < text.size() && hexValue(text[i + 1]) >= 0 &&
+               hexValue(text[i + 2]) >= 0) {
+      out += static_cast<char>(hexValue(text[i + 1]) * 16 + hexValue(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+bool looksLikeJson(std::string_view text) {
+  size_t first = text.find_first_not_of(" \t\r\n");
+  return first != std::string_view::npos && (text[first] == '{' || text[first] == '[');
+}
+
+}  // namespace
+
+Redactor::Redactor(RedactionOptions options) : options_(std::move(options)) {
+  for (const std::string& name : options_.header_names) {
+    if (!name.empty()) header_names_.push_back(lowerCase(name));
+  }
+  for (const std::string& name : options_.field_names) {
+    std::string normalized = normalizedField(name);
+    // A name with no letter or digit would match every key.
+    if (!normalized.empty()) field_names_.push_back(std::move(normalized));
+  }
+}
+
+bool Redactor::isSecretField(std::string_view key) const {
+  std::string normalized = normalizedField(key);
+  return std::any_of(field_names_.begin(), field_names_.end(), [&normalized](const auto& field) {
+    return normalized.find(field) != std::string::npos;
+  });
+}
+
+bool Redactor::isSecretHeader(std::string_view name) const {
+  std::string lower = lowerCase(name);
+  return std::find(header_names_.begin(), header_names_.end(), lower) != header_names_.end() ||
+         isSecretField(name);
+}
+
+void Redactor::redactHeaders(json& headers) const {
+  if (headers.is_object()) {
+    for (auto& [name, value] : headers.items()) {
+      if (isSecretHeader(name)) redact(value);
+    }
+    return;
+  }
+  if (!headers.is_array()) return;
+  for (json& entry : headers) {
+    if (entry.is_array() && entry.size() >= 2 && entry[0].is_string()) {
+      if (isSecretHeader(entry[0].get_ref<const std::string&>())) {
+        for (size_t i = 1; i < entry.size(); ++i) redact(entry[i]);
+      }
+    } else if (entry.is_object()) {
+      auto name = entry.find("name");
+      auto value = entry.find("value");
+      if (name != entry.end() && name->is_string() && value != entry.end() &&
+          isSecretHeader(name->get_ref<const std::string&>())) {
+        redact(*value);
+      }
+    }
+  }
+}
+
+void Redactor::redactValue(json& value) const {
+  if (value.is_object()) {
+    for (auto& [key, item] : value.items()) {
+      if (isSecretHeader(key)) {  // covers the field rule too
+        redact(item);
+      } else if (lowerCase(key) == "headers") {
+        redactHeaders(item);
+      } else {
+        redactValue(item);
+      }
+    }
+  } else if (value.is_array()) {
+    for (json& item : value) redactValue(item);
+  }
+}
+
+void Redactor::redactString(std::string& text, std::string_view content_type) const {
+  std::string type = lowerCase(content_type);
+  if (type.find("json") != std::string::npos || (type.empty() && looksLikeJson(text))) {
+    json parsed = json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded()) return;
+    std::string before = dumpJson(parsed);
+    redactValue(parsed);
+    std::string after = dumpJson(parsed);
+    // Untouched bodies keep their exact bytes.
+    if (after != before) text = std::move(after);
+    return;
+  }
+  if (type.find("application/x-www-form-urlencoded") == std::string::npos) return;
+  std::string out;
+  out.reserve(text.size());
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('&', start);
+    if (end == std::string::npos) end = text.size();
+    std::string_view pair = std::string_view(text).substr(start, end - start);
+    size_t equals = pair.find('=');
+    if (start > 0) out += '&';
+    if (equals != std::string_view::npos && isSecretField(formDecode(pair.substr(0, equals)))) {
+      out.append(pair.substr(0, equals + 1));
+      out.append(kRedacted);
+    } else {
+      out.append(pair);
+    }
+    start = end + 1;
+  }
+  text = std::move(out);
+}
+
+void Redactor::redactBody(json& body, std::string_view content_type) const {
+  if (body.is_string()) {
+    redactString(body.get_ref<std::string&>(), content_type);
+  } else {
+    redactValue(body);
+  }
+}
+
+void Redactor::capBody(json& body) const {
+  if (body.is_null() || isTruncationMarker(body)) return;
+  if (body.is_string()) {
+    const std::string& text = body.get_ref<const std::string&>();
+    if (text.size() <= options_.body_cap_bytes) return;
+    size_t bytes = text.size();
+    std::string head(utf8Prefix(text, options_.body_cap_bytes));
+    body = json{{"truncated", true}, {"bytes", bytes}, {"head", std::move(head)}};
+    return;
+  }
+  if (!body.is_structured()) return;  // a number or a boolean is never long
+  // Most bodies are far below the cap: only a close one is serialized to measure it.
+  if (jsonSizeBound(body, options_.body_cap_bytes) <= options_.body_cap_bytes) return;
+  std::string text = dumpJson(body);
+  if (text.size() <= options_.body_cap_bytes) return;
+  size_t bytes = text.size();
+  std::string head(utf8Prefix(text, options_.body_cap_bytes));
+  body = json{{"truncated", true}, {"bytes", bytes}, {"head", std::move(head)}};
+}
+
+void Redactor::apply(ExecutionRecord& record) const {
+  for (json* message : {&record.request, &record.response}) {
+    if (!message->is_object()) continue;
+    std::string content_type;
+    if (auto headers = message->find("headers"); headers != message->end()) {
+      content_type = headerValue(*headers, "content-type");
+      redactHeaders(*headers);
+    }
+    if (auto query = message->find("query"); query != message->end()) {
+      if (query->is_string()) {
+        redactString(query->get_ref<std::string&>(), "application/x-www-form-urlencoded");
+      } else {
+        redactValue(*query);
+      }
+    }
+    if (auto body = message->find("body"); body != message->end()) {
+      redactBody(*body, content_type);
+      capBody(*body);
+    }
+  }
+  for (Span& span : record.spans) {
+    redactValue(span.input);
+    redactValue(span.output);
+    capBody(span.input);
+    capBody(span.output);
+  }
+  if (options_.journal == RedactionOptions::Journal::kRedact) redactValue(record.journal);
+}
+
+std::string headerValue(const json& headers, std::string_view name) {
+  std::string wanted = lowerCase(name);
+  auto text = [](const json& value) -> std::string {
+    if (value.is_string()) return value.get<std::string>();
+    if (value.is_array() && !value.empty() && value[0].is_string())
+      return value[0].get<std::string>();
+    return "";
+  };
+  if (headers.is_object()) {
+    for (const auto& [key, value] : headers.items()) {
+      if (lowerCase(key) == wanted) return text(value);
+    }
+  } else if (headers.is_array()) {
+    for (const json& entry : headers) {
+      if (entry.is_array() && entry.size() >= 2 && entry[0].is_string() &&
+          lowerCase(entry[0].get_ref<const std::string&>()) == wanted) {
+        return text(entry[1]);
+      }
+      if (entry.is_object()) {
+        auto key = entry.find("name");
+        auto value = entry.find("value");
+        if (key != entry.end() && key->is_string() && value != entry.end() &&
+            lowerCase(key->get_ref<const std::string&>()) == wanted) {
+          return text(*value);
+        }
+      }
+    }
+  }
+  return "";
+}
+
+}  // namespace flux::record
