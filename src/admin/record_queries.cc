@@ -182,7 +182,8 @@ std::string summarySelect(std::string_view inner_sql, std::string_view extra_col
       "  SELECT m.schema_name, m.table_name, m.pk, m.op, m.rows_affected, m.rolled_back,\n"
       "    " FLUX_KEY_COLUMNS
       " AS key_columns\n"
-      "  FROM flux.state_mutations m WHERE m.request_id = e.id ORDER BY m.id LIMIT 1) f ON true\n"
+      "  FROM flux.state_mutations m WHERE m.request_id = e.id\n"
+      "  ORDER BY m.rows_affected = 0, m.id LIMIT 1) f ON true\n"
       "ORDER BY ";
   sql += order;
   return sql;
@@ -668,8 +669,10 @@ SqlQuery recordListQuery(const RecordListRequest& request) {
   if (request.after) where.push_back("e.id > " + param(*request.after) + "::uuid");
   if (request.function) where.push_back("e.function = " + param(*request.function));
   if (request.status_low && request.status_high) {
-    where.push_back("e.status BETWEEN " + param(std::to_string(*request.status_low)) +
-                    "::int AND " + param(std::to_string(*request.status_high)) + "::int");
+    // Numbered in order: the operands of one `+` chain are evaluated in no fixed order.
+    std::string low = param(std::to_string(*request.status_low));
+    std::string high = param(std::to_string(*request.status_high));
+    where.push_back("e.status BETWEEN " + low + "::int AND " + high + "::int");
   }
   if (request.errors_only) where.push_back("(e.status >= 400 OR e.error IS NOT NULL)");
   if (request.path) {
@@ -688,9 +691,9 @@ SqlQuery recordListQuery(const RecordListRequest& request) {
     inner += (i == 0 ? "  WHERE " : "    AND ") + where[i] + "\n";
   }
   // Forward pages read one row more than they answer: it only tells whether another follows.
-  inner += forward ? "  ORDER BY e.id\n  LIMIT " + param(std::to_string(request.limit + 1))
-                   : "  ORDER BY e.id DESC\n  LIMIT " + param(std::to_string(request.limit));
-  inner += "::int";
+  std::string limit = param(std::to_string(forward ? request.limit + 1 : request.limit));
+  inner += forward ? "  ORDER BY e.id\n  LIMIT " : "  ORDER BY e.id DESC\n  LIMIT ";
+  inner += limit + "::int";
   return SqlQuery{summarySelect(inner, "", "e.id"), std::move(params)};
 }
 

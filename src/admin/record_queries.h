@@ -144,7 +144,8 @@ extern const char* const kNewestRecordSql;
 // Summaries from the rows of resolveRecordQuery or recordListQuery, in the rows' order:
 // record::toJson(RecordSummary) (id, kind, function, method, path, status, duration_us, error
 // (the message), started_at_us) plus `started_at` (ISO 8601 UTC) and `mutations`: {count,
-// first: {schema, table, pk, key_columns, op, rows_affected, rolled_back} or null}.
+// first: {schema, table, pk, key_columns, op, rows_affected, rolled_back} or null}, `first`
+// being the earliest write that changed a row (a 0-row change only when there is no other).
 Result<std::vector<nlohmann::json>> parseRecordSummaries(const data::QueryResult& result);
 
 // The 200 body of GET /_flux/records: {"records": [...] (oldest first), "more": bool (another

@@ -425,7 +425,7 @@ TEST(RecordListTest, TheQueryHasAClauseAndAParameterPerFilter) {
   SqlQuery newest = recordListQuery(latest);
   EXPECT_EQ(newest.params, (data::QueryParams{"100"}));
   EXPECT_NE(newest.sql.find("ORDER BY e.id DESC\n  LIMIT $1::int"), std::string::npos);
-  EXPECT_EQ(newest.sql.find("WHERE"), std::string::npos);
+  EXPECT_EQ(newest.sql.find("WHERE e."), std::string::npos);
 
   RecordListRequest after;
   after.after = kId;

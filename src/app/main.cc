@@ -6,6 +6,7 @@
 
 #include "app/dev_server.h"
 #include "cli/init_command.h"
+#include "cli/records_command.h"
 #include "cli/state_command.h"
 
 int main(int argc, char** argv) {
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
       ->default_val(30'000);
 
   flux::cli::addStateCommand(app);
+  flux::cli::addRecordCommands(app);
 
   CLI11_PARSE(app, argc, argv);
 

@@ -67,6 +67,7 @@ ErrorCode codeForStatus(int status) {
     case 401:
     case 403:
     case 405:
+    case 409:
       return ErrorCode::kInvalidArgument;
     case 404:
       return ErrorCode::kNotFound;
@@ -194,7 +195,12 @@ Result<json> adminGet(const AdminServer& server, std::string_view path, const Ur
     message = "the server at " + server.url + " answered " + std::to_string(response->status) +
               " to " + std::string(path);
   }
-  return fail(codeForStatus(response->status), std::move(message));
+  Error error{codeForStatus(response->status), std::move(message), {}};
+  // The whole answer, for commands that show more of it (the candidates of a 409).
+  if (!body.is_discarded() && body.is_object()) {
+    error = std::move(error).with("body", response->body);
+  }
+  return std::unexpected(std::move(error));
 }
 
 }  // namespace flux::cli

@@ -59,8 +59,9 @@ inline constexpr std::chrono::milliseconds kAdminTimeout{30'000};
 
 // GETs an admin path and returns its JSON body when the status is 2xx. Otherwise an Error
 // whose message is the server's "error" (or a description of the status) and whose code
-// follows the status: 400 and 401 kInvalidArgument, 404 kNotFound, 502/503/504 kUnavailable,
-// other kInternal. kUnavailable or kTimeout when the server cannot be reached.
+// follows the status: 400, 401 and 409 kInvalidArgument, 404 kNotFound, 502/503/504
+// kUnavailable, other kInternal; a JSON object body comes along in the field "body". kUnavailable
+// or kTimeout when the server cannot be reached.
 Result<nlohmann::json> adminGet(const AdminServer& server, std::string_view path,
                                 const UrlParams& params,
                                 std::chrono::milliseconds timeout = kAdminTimeout);

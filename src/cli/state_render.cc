@@ -181,6 +181,12 @@ bool parseDigits(std::string_view text, size_t at, size_t count, int& value) {
 
 }  // namespace
 
+std::string formatRowValues(const json& row, const std::vector<std::string>& keys) {
+  return rowValues(row, keys);
+}
+
+std::string formatChanges(const json& mutation) { return changedValues(mutation); }
+
 Color stdoutColor() {
   return isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr ? Color::kOn : Color::kOff;
 }

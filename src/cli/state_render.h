@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace flux::cli {
 
@@ -40,6 +41,13 @@ std::string requestHandle(std::string_view request_id);
 // "2026-03-10T14:22:01.123456Z" (or with an offset) -> "2026-03-10 14:22:01" in UTC; the text
 // as it is when it does not parse.
 std::string formatUtcTimestamp(std::string_view iso);
+
+// A row's values as "email=a@b.com, plan=free": without `keys` (the header shows them) and
+// without nulls, unless that leaves nothing.
+std::string formatRowValues(const nlohmann::json& row, const std::vector<std::string>& keys);
+
+// The columns an UPDATE mutation ({old, new, changed_columns}) changed: "plan: free → pro".
+std::string formatChanges(const nlohmann::json& mutation);
 
 // A value as a person reads it: strings unquoted (line breaks escaped), null as null, numbers
 // and booleans as JSON, objects and arrays as compact JSON; cut with "…" past 60 characters.

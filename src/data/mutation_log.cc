@@ -88,10 +88,12 @@ BEGIN
   FROM flux.row_diff($5, $6) AS d;
 END $$;
 
--- The per-row hot path of a Flux request ('on'): one notice, built by concatenation from
--- row_to_json (measured cheaper than to_jsonb and json_build_object, which look up every
--- argument's type on each call). TG_ARGV holds the primary key's columns; TG_ARGV[0] is NULL
--- without one, and so is pk. The key is the new row's, the old one's for a DELETE.
+-- The plpgsql capture (installCCapture may then replace it by the C library, in the same
+-- transaction). The per-row hot path of a Flux request ('on'): one notice, built by
+-- concatenation from row_to_json (measured cheaper than to_jsonb and json_build_object, which
+-- look up every argument's type on each call). TG_ARGV holds the primary key's columns;
+-- TG_ARGV[0] is NULL without one, and so is pk. The key is the new row's, the old one's for a
+-- DELETE.
 CREATE OR REPLACE FUNCTION flux.capture() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   old_row json := row_to_json(OLD);
@@ -346,8 +348,8 @@ Result<std::string> queryValue(PGconn* conn, const char* sql, const std::vector<
     lengths.push_back(static_cast<int>(p.value.size()));
     formats.push_back(p.binary ? 1 : 0);
   }
-  PgResult result(PQexecParams(conn, sql, static_cast<int>(params.size()), nullptr,
-                               values.data(), lengths.data(), formats.data(), 0));
+  PgResult result(PQexecParams(conn, sql, static_cast<int>(params.size()), nullptr, values.data(),
+                               lengths.data(), formats.data(), 0));
   ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
     return std::unexpected(statementError(conn, what, errorOf(conn, result.get())));
@@ -420,9 +422,9 @@ Result<void> installCCapture(PGconn* conn) {
                            {}, what);
   if (!server) return std::unexpected(server.error());
   if (!server->starts_with("15 ")) {
-    return fail(ErrorCode::kUnavailable,
-                "the server is PostgreSQL " + server->substr(0, server->find(' ')) +
-                    ", the C capture is built for 15");
+    return fail(ErrorCode::kUnavailable, "the server is PostgreSQL " +
+                                             server->substr(0, server->find(' ')) +
+                                             ", the C capture is built for 15");
   }
   if (server->substr(3) != "true") {
     return fail(ErrorCode::kUnavailable, "the role is not a superuser");
@@ -436,18 +438,18 @@ Result<void> installCCapture(PGconn* conn) {
         {{contentHash(kCaptureLibrary)}}, what);
     if (!path) return std::unexpected(path.error());
     const Param library{std::string(kCaptureLibrary), true};
-    auto present = queryValue(conn,
-                              "SELECT coalesce(pg_catalog.pg_read_binary_file($1, 0, $2, true) "
-                              "= $3::bytea, false)",
-                              {{*path}, {std::to_string(kCaptureLibrary.size() + 1)}, library},
-                              what);
+    auto present =
+        queryValue(conn,
+                   "SELECT coalesce(pg_catalog.pg_read_binary_file($1, 0, $2, true) "
+                   "= $3::bytea, false)",
+                   {{*path}, {std::to_string(kCaptureLibrary.size() + 1)}, library}, what);
     if (!present) return std::unexpected(present.error());
     if (*present != "t") {
-      auto object = queryValue(conn, "SELECT pg_catalog.lo_from_bytea(0, $1::bytea)", {library},
-                               what);
+      auto object =
+          queryValue(conn, "SELECT pg_catalog.lo_from_bytea(0, $1::bytea)", {library}, what);
       if (!object) return std::unexpected(object.error());
-      auto written = queryValue(conn, "SELECT pg_catalog.lo_export($1::oid, $2)",
-                                {{*object}, {*path}}, what);
+      auto written =
+          queryValue(conn, "SELECT pg_catalog.lo_export($1::oid, $2)", {{*object}, {*path}}, what);
       if (!written) return std::unexpected(written.error());
       auto unlinked = queryValue(conn, "SELECT pg_catalog.lo_unlink($1::oid)", {{*object}}, what);
       if (!unlinked) return std::unexpected(unlinked.error());

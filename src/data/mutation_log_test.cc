@@ -440,8 +440,8 @@ TEST_P(MutationLogTest, RequestWritesAreLoggedWithTheRequestAtCommit) {
                           R"({"id": 1, "name": null})", R"({"id": 1, "name": "Alice Smith"})",
                           "{name}", txid, "f", "1"}));
   EXPECT_EQ(rows[2], (Row{kRequestId, std::nullopt, "public", "users", "2", "DELETE",
-                          R"({"id": 2, "name": "Bob \"the\" builder"})", std::nullopt,
-                          "{id,name}", txid, "f", "1"}));
+                          R"({"id": 2, "name": "Bob \"the\" builder"})", std::nullopt, "{id,name}",
+                          txid, "f", "1"}));
   // at is when the row was written, not when it was stored.
   EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations WHERE at < $1::timestamptz",
                     {before_commit}),
@@ -530,13 +530,19 @@ TEST_P(MutationLogTest, CompositeKeyInKeyOrder) {
 TEST_P(MutationLogTest, KeyValuesReadAsInTheRowJson) {
   install();
   Session s = session();
-  s.exec("CREATE TABLE public.slots (at timestamptz, open boolean, price numeric, "
-         "label text, PRIMARY KEY (at, open, price, label))");
-  s.exec("INSERT INTO public.slots VALUES ('2024-01-02 03:04:05+00', true, 1.50, 'a,\"b\"')");
+  s.exec(
+      "CREATE TABLE public.slots (at timestamptz, open boolean, price numeric, "
+      "label text, code char(4), u uuid, n bigint, "
+      "PRIMARY KEY (at, open, price, label, code, u, n))");
+  s.exec(
+      "INSERT INTO public.slots VALUES ('2024-01-02 03:04:05+00', true, 1.50, 'a,\"b\"', "
+      "'xy', '0190f3c2-7a1b-7c3d-8e4f-123456789ABC', -9007199254740993)");
   beginRequest(s);
   s.exec("DELETE FROM public.slots");
   commitRequest(s);
-  const std::string expected = "2024-01-02T03:04:05+00:00,true,1.50,a,\"b\"";
+  const std::string expected =
+      "2024-01-02T03:04:05+00:00,true,1.50,a,\"b\",xy  ,"
+      "0190f3c2-7a1b-7c3d-8e4f-123456789abc,-9007199254740993";
   EXPECT_EQ(s.query("SELECT pk FROM flux.state_mutations ORDER BY id"),
             (std::vector<Row>{{expected}, {expected}}));
 }
@@ -714,7 +720,8 @@ TEST_F(MutationLogInstallTest, CLibraryIsWrittenOnceAndTheImplementationsSwap) {
   ASSERT_TRUE(installed) << installed.error().toString();
   ASSERT_EQ(installed->capture, CaptureFunction::kC) << installed->why_plpgsql;
   Session s = session();
-  std::string path = s.value("SELECT probin FROM pg_proc WHERE oid = 'flux.capture()'::regprocedure");
+  std::string path =
+      s.value("SELECT probin FROM pg_proc WHERE oid = 'flux.capture()'::regprocedure");
   EXPECT_EQ(s.value("SELECT starts_with($1, current_setting('data_directory') || "
                     "'/flux_capture_')",
                     {path}),
@@ -739,8 +746,7 @@ TEST_F(MutationLogInstallTest, CLibraryIsWrittenOnceAndTheImplementationsSwap) {
 
   installed = installMutationLog(conninfo_);
   ASSERT_TRUE(installed && installed->capture == CaptureFunction::kC);
-  EXPECT_EQ(s.value("SELECT probin FROM pg_proc WHERE oid = 'flux.capture()'::regprocedure"),
-            path);
+  EXPECT_EQ(s.value("SELECT probin FROM pg_proc WHERE oid = 'flux.capture()'::regprocedure"), path);
   EXPECT_EQ(s.value("SELECT modification::text FROM pg_stat_file($1)", {path}), written);
   beginRequest(s);
   s.exec("INSERT INTO public.users VALUES (2)");
@@ -834,8 +840,9 @@ TEST_P(CCaptureTest, FailedCommitReportsTheRows) {
   install();
   Session s = session();
   s.exec("CREATE TABLE public.parents (id int PRIMARY KEY)");
-  s.exec("CREATE TABLE public.children (id int PRIMARY KEY, parent int REFERENCES public.parents "
-         "DEFERRABLE INITIALLY DEFERRED)");
+  s.exec(
+      "CREATE TABLE public.children (id int PRIMARY KEY, parent int REFERENCES public.parents "
+      "DEFERRABLE INITIALLY DEFERRED)");
   beginRequest(s);
   s.exec("INSERT INTO public.parents VALUES (1)");
   s.exec("INSERT INTO public.children VALUES (1, 99)");
@@ -855,8 +862,9 @@ TEST_P(CCaptureTest, AnErrorWhileStoringFailsTheCommit) {
   install();
   Session s = session();
   s.exec("CREATE TABLE public.users (id int PRIMARY KEY)");
-  s.script("BEGIN; SELECT set_config('flux.request_id', 'not-a-uuid', true), "
-           "set_config('flux.capture', 'on', true)");
+  s.script(
+      "BEGIN; SELECT set_config('flux.request_id', 'not-a-uuid', true), "
+      "set_config('flux.capture', 'on', true)");
   s.exec("INSERT INTO public.users VALUES (1)");
   EXPECT_EQ(s.failing("COMMIT"), "22P02");
   EXPECT_EQ(s.rolledBackNotices().size(), 1u);
@@ -900,8 +908,9 @@ TEST_P(CCaptureTest, StoreIgnoresTheSessionSearchPath) {
   Session s = session(writer);
   // Would shadow pg_catalog's jsonb_object_keys (used by flux.row_diff) if it were resolved
   // through the session's search_path.
-  s.exec("CREATE FUNCTION evil.jsonb_object_keys(jsonb) RETURNS SETOF text "
-         "LANGUAGE sql AS $$ SELECT 'evil'::text $$");
+  s.exec(
+      "CREATE FUNCTION evil.jsonb_object_keys(jsonb) RETURNS SETOF text "
+      "LANGUAGE sql AS $$ SELECT 'evil'::text $$");
   s.exec("SET search_path = evil, pg_catalog, public");
   beginRequest(s);
   s.exec("INSERT INTO public.users VALUES (1)");

@@ -53,6 +53,9 @@ class RequestTransaction {
   void query(std::string sql, QueryParams params, Prepare prepare, QueryCallback done);
   // ctx.db.transaction(): SAVEPOINT / RELEASE / ROLLBACK TO the innermost savepoint.
   void savepoint(SavepointOp op, QueryCallback done);
+  // Stored by this class, after the captured rows: before COMMIT that puts them after the
+  // plpgsql capture's rows of the request but before the C capture's (the server inserts those
+  // at COMMIT); after a ROLLBACK, after the reported rows either way.
   void recordZeroRows(ZeroRowChange change);
 
   // Ends the transaction (a no-op when none was opened) and stores the captured mutations.

@@ -27,8 +27,7 @@ Result<std::unique_ptr<PgConnection>> connectTo(asio::io_context& loop, const st
                                                 std::chrono::milliseconds timeout);
 Result<QueryResult> run(asio::io_context& loop, PgConnection& connection, std::string sql,
                         QueryParams params, Prepare prepare);
-Result<QueryResult> runScript(asio::io_context& loop, PgConnection& connection,
-                              std::string script);
+Result<QueryResult> runScript(asio::io_context& loop, PgConnection& connection, std::string script);
 }  // namespace test_support
 
 namespace {
@@ -96,16 +95,18 @@ class RequestTransactionTest : public ::testing::TestWithParam<CaptureFunction> 
 
   // op, new balance and rolled_back of the request's rows, in id order.
   Rows logged(const std::string& request_id) {
-    return rows("SELECT op, new ->> 'balance', rolled_back::text FROM flux.state_mutations "
-                "WHERE request_id = '" +
-                request_id + "' ORDER BY id");
+    return rows(
+        "SELECT op, new ->> 'balance', rolled_back::text FROM flux.state_mutations "
+        "WHERE request_id = '" +
+        request_id + "' ORDER BY id");
   }
 
   Result<QueryResult> query(RequestTransaction& txn, std::string sql) {
     std::optional<Result<QueryResult>> out;
     txn.query(std::move(sql), {}, Prepare::kNo,
               [&out](Result<QueryResult> r) { out = std::move(r); });
-    if (!runUntil(loop_, [&out] { return out.has_value(); }, 10s)) {
+    if (!runUntil(
+            loop_, [&out] { return out.has_value(); }, 10s)) {
       return fail(ErrorCode::kTimeout, "the query callback never ran");
     }
     return std::move(*out);
@@ -114,7 +115,8 @@ class RequestTransactionTest : public ::testing::TestWithParam<CaptureFunction> 
   Result<QueryResult> savepoint(RequestTransaction& txn, SavepointOp op) {
     std::optional<Result<QueryResult>> out;
     txn.savepoint(op, [&out](Result<QueryResult> r) { out = std::move(r); });
-    if (!runUntil(loop_, [&out] { return out.has_value(); }, 10s)) {
+    if (!runUntil(
+            loop_, [&out] { return out.has_value(); }, 10s)) {
       return fail(ErrorCode::kTimeout, "the savepoint callback never ran");
     }
     return std::move(*out);
@@ -123,7 +125,8 @@ class RequestTransactionTest : public ::testing::TestWithParam<CaptureFunction> 
   Result<void> finish(RequestTransaction& txn, TransactionOutcome outcome) {
     std::optional<Result<void>> out;
     txn.finish(outcome, [&out](Result<void> r) { out = std::move(r); });
-    if (!runUntil(loop_, [&out] { return out.has_value(); }, 10s)) {
+    if (!runUntil(
+            loop_, [&out] { return out.has_value(); }, 10s)) {
       return fail(ErrorCode::kTimeout, "the finish callback never ran");
     }
     return std::move(*out);
@@ -153,12 +156,12 @@ TEST_P(RequestTransactionTest, CommitLogsTheWritesInOrder) {
   ASSERT_TRUE(query(txn, "DELETE FROM public.accounts WHERE id = 2"));
   txn.recordZeroRows({"public", "accounts", "UPDATE", R"({"id": 9})", R"({"balance": 9})", false});
   ASSERT_TRUE(finish(txn, TransactionOutcome::kCommit));
-  EXPECT_EQ(rows("SELECT op, new ->> 'balance', rolled_back::text FROM flux.state_mutations "
-                 "WHERE request_id = '" +
-                 std::string(kFirst) + "' AND rows_affected = 1 ORDER BY id"),
-            (Rows{{"UPDATE", "1", "false"},
-                  {"INSERT", "2", "false"},
-                  {"DELETE", std::nullopt, "false"}}));
+  EXPECT_EQ(
+      rows("SELECT op, new ->> 'balance', rolled_back::text FROM flux.state_mutations "
+           "WHERE request_id = '" +
+           std::string(kFirst) + "' AND rows_affected = 1 ORDER BY id"),
+      (Rows{
+          {"UPDATE", "1", "false"}, {"INSERT", "2", "false"}, {"DELETE", std::nullopt, "false"}}));
   // Stored by the request itself before COMMIT: before the C capture's rows, after the plpgsql
   // capture's.
   EXPECT_EQ(rows("SELECT op, new ->> 'balance', rolled_back::text FROM flux.state_mutations "
@@ -202,9 +205,8 @@ TEST_P(RequestTransactionTest, SavepointRollbackLogsItsWritesRolledBackInOrder) 
   ASSERT_TRUE(query(txn, "UPDATE public.accounts SET balance = 3"));
   ASSERT_TRUE(savepoint(txn, SavepointOp::kRelease));
   ASSERT_TRUE(finish(txn, TransactionOutcome::kCommit));
-  EXPECT_EQ(logged(kFirst), (Rows{{"UPDATE", "1", "false"},
-                                  {"UPDATE", "2", "true"},
-                                  {"UPDATE", "3", "false"}}));
+  EXPECT_EQ(logged(kFirst),
+            (Rows{{"UPDATE", "1", "false"}, {"UPDATE", "2", "true"}, {"UPDATE", "3", "false"}}));
 }
 
 }  // namespace

@@ -54,11 +54,11 @@ Result<BlockingConnection> BlockingConnection::open(const std::string& conninfo,
   // The connection string comes last and is expanded, so what it sets wins over these defaults.
   // Over TCP, a server that vanished (no RST) fails a write after 30 s of unacknowledged data
   // and an idle wait after ~25 s of unanswered keepalives, instead of the kernel's minutes.
-  const char* keywords[] = {"connect_timeout", "application_name", "keepalives_idle",
-                            "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                            "dbname", nullptr};
-  const char* values[] = {timeout.c_str(), "flux-recorder", "10", "5", "3", "30000",
-                          conninfo.c_str(), nullptr};
+  const char* keywords[] = {
+      "connect_timeout",  "application_name", "keepalives_idle", "keepalives_interval",
+      "keepalives_count", "tcp_user_timeout", "dbname",          nullptr};
+  const char* values[] = {timeout.c_str(), "flux-recorder",  "10",   "5", "3",
+                          "30000",         conninfo.c_str(), nullptr};
   PGconn* conn = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
   std::string password = passwordIn(conninfo);
   if (conn == nullptr) {

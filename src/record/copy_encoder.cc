@@ -147,7 +147,8 @@ void appendCopyText(std::string& out, std::string_view text) {
     size_t run = at;
     while (run < text.size()) {
       auto byte = static_cast<unsigned char>(text[run]);
-      if (byte == 0 || byte >= 0x80 || byte == '\\' || byte == '\t' || byte == '\n' || byte == '\r') {
+      if (byte == 0 || byte >= 0x80 || byte == '\\' || byte == '\t' || byte == '\n' ||
+          byte == '\r') {
         break;
       }
       ++run;

@@ -9,7 +9,9 @@ namespace flux::record {
 namespace {
 
 // Bytes a JSON string can hold as they are: printable ASCII other than '"' and '\\'.
-bool isPlain(unsigned char byte) { return byte >= 0x20 && byte < 0x80 && byte != '"' && byte != '\\'; }
+bool isPlain(unsigned char byte) {
+  return byte >= 0x20 && byte < 0x80 && byte != '"' && byte != '\\';
+}
 
 void appendEscapedControl(std::string& out, unsigned char byte) {
   switch (byte) {

@@ -448,6 +448,33 @@ TEST_F(RecorderTest, SpillsWhilePostgresIsDownAndReplaysExactlyOnce) {
   EXPECT_EQ(stats.rejected, 0u);
 }
 
+TEST_F(RecorderTest, WithNeitherPostgresNorSpillFileRecordsWaitInMemory) {
+  constexpr uint32_t kTag = 0x99;
+  RecorderOptions opts = options();
+  std::ofstream(spill_dir_ / "not-a-dir") << "x";
+  opts.spill_dir = spill_dir_ / "not-a-dir" / "spill";  // cannot be created
+  Recorder recorder(opts);
+  ASSERT_TRUE(waitFor([&recorder] { return recorder.stats().connected; }, 10s));
+  ASSERT_TRUE(PostgresEnvironment::stop());
+  for (uint64_t n = 0; n < 50; ++n) recorder.submit(makeRecord("held", kTag, n));
+  ASSERT_TRUE(waitFor(
+      [&recorder] {
+        return recorder.stats().last_error.find("cannot create spill directory") !=
+               std::string::npos;
+      },
+      10s))
+      << recorder.stats().last_error;
+  auto started = PostgresEnvironment::start();
+  ASSERT_TRUE(started) << started.error().toString();
+  Session session(PostgresEnvironment::conninfo_);
+  ASSERT_TRUE(waitFor([&session] { return session.count("function = 'held'") == 50; }, 30s))
+      << recorder.stats().last_error;
+  RecorderStats stats = recorder.stats();
+  EXPECT_EQ(stats.spilled, 0u);
+  EXPECT_EQ(stats.dropped, 0u);
+  EXPECT_EQ(stats.stored, 50u);
+}
+
 TEST_F(RecorderTest, ReplaysASpillFileLeftByAnEarlierProcess) {
   constexpr uint32_t kTag = 0x1e;
   // One of the spilled records made it to PostgreSQL before the earlier process died.

@@ -14,7 +14,11 @@
 // Per-backend state is static, as in any PostgreSQL extension: the buffer (valid only while its
 // local transaction id is the current one, and reset at every transaction end) and two SPI plans
 // kept across transactions.
+
+// postgres.h comes first in every file compiled into the server.
+// clang-format off
 #include "postgres.h"
+// clang-format on
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -99,27 +103,60 @@ static char* rowJson(HeapTuple tuple, TupleDesc desc) {
   return text_to_cstring(DatumGetTextPP(DirectFunctionCall1(row_to_json, composite)));
 }
 
+// True for the types whose `row_to_json(row) ->> column` is their output function's text (no
+// special JSON form: not boolean, date and time, json, array, composite or domain types).
+static bool keyTextIsOutputText(Oid type) {
+  switch (type) {
+    case INT2OID:
+    case INT4OID:
+    case INT8OID:
+    case NUMERICOID:
+    case TEXTOID:
+    case VARCHAROID:
+    case BPCHAROID:
+    case UUIDOID:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// One key column's value as `row_json ->> column` (NULL when missing or null). The common key
+// types skip parsing the row's JSON.
+static char* keyValue(const char* column, HeapTuple tuple, TupleDesc desc, const char* row_json) {
+  int attnum = SPI_fnumber(desc, column);
+  LOCAL_FCINFO(call, 2);
+  Datum value;
+  if (attnum > 0 && keyTextIsOutputText(TupleDescAttr(desc, attnum - 1)->atttypid)) {
+    bool is_null;
+    Oid output;
+    bool varlena;
+    value = heap_getattr(tuple, attnum, desc, &is_null);
+    if (is_null) return NULL;
+    getTypeOutputInfo(TupleDescAttr(desc, attnum - 1)->atttypid, &output, &varlena);
+    return OidOutputFunctionCall(output, value);
+  }
+  InitFunctionCallInfoData(*call, NULL, 2, InvalidOid, NULL, NULL);
+  call->args[0].value = PointerGetDatum(cstring_to_text(row_json));
+  call->args[0].isnull = false;
+  call->args[1].value = CStringGetTextDatum(column);
+  call->args[1].isnull = false;
+  value = json_object_field_text(call);
+  return call->isnull ? NULL : text_to_cstring(DatumGetTextPP(value));
+}
+
 // The key as the plpgsql capture computes it: each key column's value as `row_json ->> column`
 // (so a timestamp or a boolean reads as in the row's JSON), joined with ','; NULL without key
 // columns or when one is missing or null.
-static char* primaryKey(Trigger* trigger, const char* row_json) {
+static char* primaryKey(Trigger* trigger, HeapTuple tuple, TupleDesc desc, const char* row_json) {
   StringInfoData pk;
-  text* json;
   if (trigger->tgnargs == 0) return NULL;
-  json = cstring_to_text(row_json);
   initStringInfo(&pk);
   for (int i = 0; i < trigger->tgnargs; ++i) {
-    LOCAL_FCINFO(call, 2);
-    Datum value;
-    InitFunctionCallInfoData(*call, NULL, 2, InvalidOid, NULL, NULL);
-    call->args[0].value = PointerGetDatum(json);
-    call->args[0].isnull = false;
-    call->args[1].value = CStringGetTextDatum(trigger->tgargs[i]);
-    call->args[1].isnull = false;
-    value = json_object_field_text(call);
-    if (call->isnull) return NULL;
+    char* value = keyValue(trigger->tgargs[i], tuple, desc, row_json);
+    if (value == NULL) return NULL;
     if (i > 0) appendStringInfoChar(&pk, ',');
-    appendStringInfoString(&pk, text_to_cstring(DatumGetTextPP(value)));
+    appendStringInfoString(&pk, value);
   }
   return pk.data;
 }
@@ -216,18 +253,18 @@ Datum flux_capture(PG_FUNCTION_ARGS) {
   desc = RelationGetDescr(data->tg_relation);
   old_row = old_tuple == NULL ? NULL : rowJson(old_tuple, desc);
   new_row = new_tuple == NULL ? NULL : rowJson(new_tuple, desc);
-  pk = primaryKey(data->tg_trigger, new_row != NULL ? new_row : old_row);
+  pk = new_tuple != NULL ? primaryKey(data->tg_trigger, new_tuple, desc, new_row)
+                         : primaryKey(data->tg_trigger, old_tuple, desc, old_row);
 
   capture = GetConfigOption("flux.capture", true, false);
   if (capture != NULL && strcmp(capture, "on") == 0) {
     CapturedRow row;
     if (client_min_messages > NOTICE) {
       // A rollback could not report the change to Flux: fail rather than lose it.
-      ereport(ERROR,
-              (errcode(ERRCODE_RAISE_EXCEPTION),
-               errmsg("flux cannot log this change: client_min_messages is %s",
-                      GetConfigOption("client_min_messages", false, false)),
-               errhint("the capture notices need client_min_messages at notice or below")));
+      ereport(ERROR, (errcode(ERRCODE_RAISE_EXCEPTION),
+                      errmsg("flux cannot log this change: client_min_messages is %s",
+                             GetConfigOption("client_min_messages", false, false)),
+                      errhint("the capture notices need client_min_messages at notice or below")));
     }
     row.schema = transactionCopy(get_namespace_name(RelationGetNamespace(data->tg_relation)));
     row.table = transactionCopy(RelationGetRelationName(data->tg_relation));
@@ -319,7 +356,7 @@ static ArrayType* changedColumns(Jsonb* old_row, Jsonb* new_row) {
 // (or PREPARE).
 static void storeBuffered(void) {
   enum { kRequest, kSchema, kTable, kPk, kOp, kOld, kNew, kChanged, kTxid, kAt, kRolledBack };
-  Oid types[] = {UUIDOID,  TEXTOID,  TEXTOID,      TEXTOID,     TEXTOID, JSONBOID,
+  Oid types[] = {UUIDOID,  TEXTOID,      TEXTOID, TEXTOID,        TEXTOID, JSONBOID,
                  JSONBOID, TEXTARRAYOID, INT8OID, TIMESTAMPTZOID, BOOLOID};
   Datum values[lengthof(types)];
   char nulls[lengthof(types)];
@@ -345,8 +382,8 @@ static void storeBuffered(void) {
   PushActiveSnapshot(GetTransactionSnapshot());
   if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "flux_capture: SPI_connect failed");
   if (store_plan == NULL) {
-    SPIPlanPtr plan = SPI_prepare_cursor(kStoreSql, lengthof(types), types,
-                                         CURSOR_OPT_GENERIC_PLAN);
+    SPIPlanPtr plan =
+        SPI_prepare_cursor(kStoreSql, lengthof(types), types, CURSOR_OPT_GENERIC_PLAN);
     if (plan == NULL) {
       elog(ERROR, "flux_capture: cannot prepare the mutation log INSERT: %s",
            SPI_result_code_string(SPI_result));
@@ -367,9 +404,9 @@ static void storeBuffered(void) {
     values[kOp] = CStringGetTextDatum(row->op);
     values[kOld] = jsonbOrNull(row->old_row, &old_null);
     values[kNew] = jsonbOrNull(row->new_row, &new_null);
-    values[kChanged] = PointerGetDatum(
-        changedColumns(old_null ? NULL : DatumGetJsonbP(values[kOld]),
-                       new_null ? NULL : DatumGetJsonbP(values[kNew])));
+    values[kChanged] =
+        PointerGetDatum(changedColumns(old_null ? NULL : DatumGetJsonbP(values[kOld]),
+                                       new_null ? NULL : DatumGetJsonbP(values[kNew])));
     values[kTxid] = Int64GetDatum(row->txid);
     values[kAt] = TimestampTzGetDatum(row->at);
     values[kRolledBack] = BoolGetDatum(row->rolled_back);
