@@ -237,11 +237,10 @@ void AdminApi::Impl::start(std::unique_ptr<Call> call,
                            void (Impl::*next)(uint64_t id, Result<data::PgLease> lease)) {
   uint64_t id = ++next_call_;
   calls_.emplace(id, std::move(call));
-  pool_.acquire(
-      [this, alive = std::weak_ptr<char>(alive_), id, next](Result<data::PgLease> lease) {
-        if (alive.expired()) return;
-        (this->*next)(id, std::move(lease));
-      });
+  pool_.acquire([this, alive = std::weak_ptr<char>(alive_), id, next](Result<data::PgLease> lease) {
+    if (alive.expired()) return;
+    (this->*next)(id, std::move(lease));
+  });
 }
 
 void AdminApi::Impl::runQuery(uint64_t id, std::string sql, data::QueryParams params,
@@ -384,8 +383,8 @@ void AdminApi::Impl::onRecordMutations(uint64_t id, Result<data::QueryResult> re
     if (!parsed) return finish(id, errorResponse(500, parsed.error().message));
     mutations = std::move(*parsed);
   }
-  finish(id, jsonResponse(200, dumpJson(recordJson(std::move(call->record),
-                                                   std::move(mutations)))));
+  finish(id,
+         jsonResponse(200, dumpJson(recordJson(std::move(call->record), std::move(mutations)))));
 }
 
 void AdminApi::Impl::onRecordListLease(uint64_t id, Result<data::PgLease> lease) {

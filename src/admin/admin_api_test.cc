@@ -129,6 +129,36 @@ TEST_F(AdminApiTest, BadParametersSayWhatToPass) {
   EXPECT_EQ(encoding.response.status, 400);
 }
 
+TEST_F(AdminApiTest, RecordRoutesCheckTheirParametersBeforeTheDatabase) {
+  Answer id = get("/_flux/records/not-an-id");
+  EXPECT_EQ(id.calls, 1);
+  EXPECT_EQ(id.response.status, 400);
+  EXPECT_NE(error(id).find("req:550e8400"), std::string::npos) << error(id);
+
+  Answer filter = get("/_flux/records?limit=0");
+  EXPECT_EQ(filter.response.status, 400);
+  EXPECT_NE(error(filter).find("1 to 1000"), std::string::npos) << error(filter);
+
+  Answer nested = get("/_flux/records/a/b");
+  EXPECT_EQ(nested.response.status, 404);
+  EXPECT_NE(error(nested).find("GET /_flux/records/<id>"), std::string::npos) << error(nested);
+
+  Answer post = call("POST", "/_flux/records", bearer(kToken));
+  EXPECT_EQ(post.response.status, 405);
+
+  Answer unauthorized = call("GET", "/_flux/records/req:550e8400", std::nullopt);
+  EXPECT_EQ(unauthorized.response.status, 401);
+}
+
+TEST_F(AdminApiTest, RecordRoutesWithoutPostgresAreA503) {
+  for (const char* target : {"/_flux/records/req:550e8400", "/_flux/records?fn=checkout"}) {
+    Answer answer = get(target);
+    EXPECT_EQ(answer.calls, 1) << target;
+    EXPECT_EQ(answer.response.status, 503) << target;
+    EXPECT_NE(error(answer).find("PostgreSQL is unreachable"), std::string::npos) << error(answer);
+  }
+}
+
 TEST_F(AdminApiTest, UnreachablePostgresIsA503) {
   Answer answer = get("/_flux/state/history?table=users&id=42");
   EXPECT_EQ(answer.calls, 1);

@@ -145,13 +145,13 @@ Result<json> summaryAt(const std::vector<std::optional<std::string>>& row,
   "to_char(" column " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 // The primary key columns of the table a mutation row `m` names (json text, or NULL).
-#define FLUX_KEY_COLUMNS                                                                   \
-  "(SELECT json_agg(a.attname::text ORDER BY k.n)\n"                                       \
-  "   FROM pg_index i\n"                                                                   \
-  "   CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)\n"       \
-  "   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum\n"            \
-  "  WHERE i.indrelid = to_regclass(quote_ident(m.schema_name) || '.' ||\n"                \
-  "                                 quote_ident(m.table_name))::oid\n"                     \
+#define FLUX_KEY_COLUMNS                                                             \
+  "(SELECT json_agg(a.attname::text ORDER BY k.n)\n"                                 \
+  "   FROM pg_index i\n"                                                             \
+  "   CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)\n" \
+  "   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum\n"      \
+  "  WHERE i.indrelid = to_regclass(quote_ident(m.schema_name) || '.' ||\n"          \
+  "                                 quote_ident(m.table_name))::oid\n"               \
   "    AND i.indisprimary)::text"
 
 // The inner query `e` selects these from flux.executions; the outer one adds each record's
@@ -361,9 +361,10 @@ const char* const kRecordSql =
 
 Result<std::optional<json>> parseRecordRow(const data::QueryResult& result) {
   auto at = columnIndexes(
-      result, {"id", "kind", "parent_id", "replay_of", "tenant", "function", "deployment_id",
-               "git_commit", "method", "path", "status", "error", "started_at_us", "started_at",
-               "duration_us", "request", "response", "spans", "journal", "logs"});
+      result, {"id",       "kind",          "parent_id",     "replay_of",  "tenant",
+               "function", "deployment_id", "git_commit",    "method",     "path",
+               "status",   "error",         "started_at_us", "started_at", "duration_us",
+               "request",  "response",      "spans",         "journal",    "logs"});
   if (!at) return std::unexpected(at.error());
   if (result.rows.empty()) return std::optional<json>();
   const std::vector<size_t>& c = *at;
@@ -423,10 +424,9 @@ const char* const kRecordMutationsSql =
     "LIMIT $2";
 
 Result<RecordMutations> parseRecordMutations(const data::QueryResult& result) {
-  auto at = columnIndexes(result,
-                          {"id", "schema_name", "table_name", "pk", "op", "old", "new",
-                           "changed_columns", "at", "rolled_back", "rows_affected", "total",
-                           "key_columns"});
+  auto at = columnIndexes(
+      result, {"id", "schema_name", "table_name", "pk", "op", "old", "new", "changed_columns", "at",
+               "rolled_back", "rows_affected", "total", "key_columns"});
   if (!at) return std::unexpected(at.error());
   const std::vector<size_t>& c = *at;
   RecordMutations out;
@@ -544,8 +544,8 @@ Result<int64_t> parseTimestamp(std::string_view text) {
   year_month_day date{std::chrono::year(year), std::chrono::month(static_cast<unsigned>(month)),
                       std::chrono::day(static_cast<unsigned>(day))};
   if (!date.ok()) return bad();
-  sys_seconds utc = sys_days(date) + hours(hour) + minutes(minute) + seconds(second) -
-                    minutes(offset_minutes);
+  sys_seconds utc =
+      sys_days(date) + hours(hour) + minutes(minute) + seconds(second) - minutes(offset_minutes);
   return duration_cast<microseconds>(utc.time_since_epoch()).count() + fraction_us;
 }
 
@@ -555,10 +555,17 @@ Result<RecordListRequest> parseRecordListRequest(std::string_view query) {
 
   // Aliases take the name the CLI's --filter keys use.
   static const std::map<std::string, std::string, std::less<>> kNames = {
-      {"since", "since"},   {"after", "after"},         {"limit", "limit"},
-      {"fn", "fn"},         {"function", "fn"},         {"status", "status"},
-      {"errors_only", "errors_only"}, {"path", "path"}, {"kind", "kind"},
-      {"type", "kind"},     {"method", "method"}};
+      {"since", "since"},
+      {"after", "after"},
+      {"limit", "limit"},
+      {"fn", "fn"},
+      {"function", "fn"},
+      {"status", "status"},
+      {"errors_only", "errors_only"},
+      {"path", "path"},
+      {"kind", "kind"},
+      {"type", "kind"},
+      {"method", "method"}};
   std::map<std::string, std::string, std::less<>> given;
   for (auto& [name, value] : *params) {
     auto known = kNames.find(name);
@@ -702,11 +709,11 @@ const char* const kNewestRecordSql =
     "FROM flux.executions";
 
 Result<std::vector<json>> parseRecordSummaries(const data::QueryResult& result) {
-  auto at = columnIndexes(
-      result, {"id", "kind", "function", "method", "path", "status", "error", "started_at_us",
-               "started_at", "duration_us", "mutation_count", "first_schema", "first_table",
-               "first_pk", "first_op", "first_rows_affected", "first_rolled_back",
-               "first_key_columns"});
+  auto at =
+      columnIndexes(result, {"id", "kind", "function", "method", "path", "status", "error",
+                             "started_at_us", "started_at", "duration_us", "mutation_count",
+                             "first_schema", "first_table", "first_pk", "first_op",
+                             "first_rows_affected", "first_rolled_back", "first_key_columns"});
   if (!at) return std::unexpected(at.error());
   std::vector<json> summaries;
   summaries.reserve(result.rows.size());
@@ -725,10 +732,10 @@ json recordListJson(std::vector<json> summaries, const RecordListRequest& reques
   if (more) summaries.resize(static_cast<size_t>(request.limit));
   json records = json::array();
   for (json& summary : summaries) records.push_back(std::move(summary));
-  return json{{"records", std::move(records)},
-              {"more", more},
-              {"newest_started_at_us",
-               newest_started_at_us ? json(*newest_started_at_us) : json(nullptr)}};
+  return json{
+      {"records", std::move(records)},
+      {"more", more},
+      {"newest_started_at_us", newest_started_at_us ? json(*newest_started_at_us) : json(nullptr)}};
 }
 
 Result<std::optional<int64_t>> parseNewestRecord(const data::QueryResult& result) {

@@ -111,11 +111,11 @@ inline constexpr int kMaxRecordLimit = 1000;
 
 // GET /_flux/records?since=&after=&limit=&fn=&status=&errors_only=&path=&kind=&method=
 struct RecordListRequest {
-  std::optional<int64_t> since_us;    // started at or after (Unix microseconds)
-  std::optional<std::string> after;   // ids greater than this one (canonical UUID)
+  std::optional<int64_t> since_us;   // started at or after (Unix microseconds)
+  std::optional<std::string> after;  // ids greater than this one (canonical UUID)
   int limit = kDefaultRecordLimit;
   std::optional<std::string> function;
-  std::optional<int> status_low;      // status=500 -> 500..500; status=5xx -> 500..599
+  std::optional<int> status_low;  // status=500 -> 500..500; status=5xx -> 500..599
   std::optional<int> status_high;
   bool errors_only = false;           // status >= 400 or an error recorded
   std::optional<std::string> path;    // exact, or a prefix when it ends with '*' (see below)

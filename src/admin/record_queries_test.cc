@@ -81,14 +81,13 @@ TEST(RecordRefTest, ADashedPrefixIsAPrefixOnly) {
 TEST(RecordRefTest, AnythingElseSaysWhatToPass) {
   for (const char* bad :
        {"", "req:", "xyz", "550e84zz", "0195a1b2c-3d4", "0195-a1b2", "-0195", "req:0195a1b2-0000",
-        "0195a1b2-c3d4-7e5f-8a6b-0000550e84001", "0195a1b2c3d47e5f8a6b0000550e84001",
-        "550e 8400", "req: 550e8400", "'; drop table x; --"}) {
+        "0195a1b2-c3d4-7e5f-8a6b-0000550e84001", "0195a1b2c3d47e5f8a6b0000550e84001", "550e 8400",
+        "req: 550e8400", "'; drop table x; --"}) {
     auto ref = parseRecordRef(bad);
     EXPECT_FALSE(ref.has_value()) << bad;
     if (!ref) {
       EXPECT_EQ(ref.error().code, ErrorCode::kInvalidArgument);
-      EXPECT_NE(ref.error().message.find("req:550e8400"), std::string::npos)
-          << ref.error().message;
+      EXPECT_NE(ref.error().message.find("req:550e8400"), std::string::npos) << ref.error().message;
     }
   }
   auto too_short = parseRecordRef("req:0e840");
@@ -126,17 +125,39 @@ TEST(RecordRefTest, TheResolveQueryBindsEveryInput) {
 
 // ---- Summaries and resolution -----------------------------------------------------------------
 
-const std::vector<std::string> kSummaryColumns = {
-    "id",           "kind",          "function",           "method",
-    "path",         "status",        "error",              "started_at_us",
-    "started_at",   "duration_us",   "mutation_count",     "first_schema",
-    "first_table",  "first_pk",      "first_op",           "first_rows_affected",
-    "first_rolled_back", "first_key_columns", "total"};
+const std::vector<std::string> kSummaryColumns = {"id",
+                                                  "kind",
+                                                  "function",
+                                                  "method",
+                                                  "path",
+                                                  "status",
+                                                  "error",
+                                                  "started_at_us",
+                                                  "started_at",
+                                                  "duration_us",
+                                                  "mutation_count",
+                                                  "first_schema",
+                                                  "first_table",
+                                                  "first_pk",
+                                                  "first_op",
+                                                  "first_rows_affected",
+                                                  "first_rolled_back",
+                                                  "first_key_columns",
+                                                  "total"};
 
 Row summaryRow(std::string id, std::optional<std::string> error, std::string count,
                bool with_mutation, std::string total = "1") {
-  Row row = {id,   "http", "checkout", "POST", "/checkout", error ? "500" : "201", error,
-             "1773152542000000", "2026-03-10T14:22:22.000000Z", "44000", count};
+  Row row = {id,
+             "http",
+             "checkout",
+             "POST",
+             "/checkout",
+             error ? "500" : "201",
+             error,
+             "1773152542000000",
+             "2026-03-10T14:22:22.000000Z",
+             "44000",
+             count};
   if (with_mutation) {
     row.insert(row.end(), {"public", "users", "42", "UPDATE", "1", "t", R"(["id"])"});
   } else {
@@ -147,10 +168,10 @@ Row summaryRow(std::string id, std::optional<std::string> error, std::string cou
 }
 
 TEST(RecordSummaryTest, RowsBecomeTheSummaryJson) {
-  auto summaries = parseRecordSummaries(resultOf(
-      kSummaryColumns, {summaryRow(kId, "Stripe API timeout", "3", true),
-                        summaryRow("0195a1b2-c3d4-7e5f-8a6b-00004f9a3b2c", std::nullopt, "0",
-                                   false)}));
+  auto summaries = parseRecordSummaries(
+      resultOf(kSummaryColumns,
+               {summaryRow(kId, "Stripe API timeout", "3", true),
+                summaryRow("0195a1b2-c3d4-7e5f-8a6b-00004f9a3b2c", std::nullopt, "0", false)}));
   ASSERT_TRUE(summaries.has_value()) << summaries.error().message;
   ASSERT_EQ(summaries->size(), 2u);
   const json& failed = (*summaries)[0];
@@ -165,14 +186,13 @@ TEST(RecordSummaryTest, RowsBecomeTheSummaryJson) {
   EXPECT_EQ(failed["started_at_us"], 1773152542000000);
   EXPECT_EQ(failed["started_at"], "2026-03-10T14:22:22.000000Z");
   EXPECT_EQ(failed["mutations"]["count"], 3);
-  EXPECT_EQ(failed["mutations"]["first"],
-            (json{{"schema", "public"},
-                  {"table", "users"},
-                  {"pk", "42"},
-                  {"key_columns", {"id"}},
-                  {"op", "UPDATE"},
-                  {"rows_affected", 1},
-                  {"rolled_back", true}}));
+  EXPECT_EQ(failed["mutations"]["first"], (json{{"schema", "public"},
+                                                {"table", "users"},
+                                                {"pk", "42"},
+                                                {"key_columns", {"id"}},
+                                                {"op", "UPDATE"},
+                                                {"rows_affected", 1},
+                                                {"rolled_back", true}}));
 
   const json& ok = (*summaries)[1];
   EXPECT_TRUE(ok["error"].is_null());
@@ -186,9 +206,9 @@ TEST(RecordSummaryTest, ResolutionCountsEveryMatch) {
   EXPECT_TRUE(none->found.empty());
 
   auto many = parseResolution(resultOf(
-      kSummaryColumns, {summaryRow(kId, std::nullopt, "0", false, "14"),
-                        summaryRow("0195a1b2-c3d4-7e5f-8a6b-1111550e8400", std::nullopt, "0",
-                                   false, "14")}));
+      kSummaryColumns,
+      {summaryRow(kId, std::nullopt, "0", false, "14"),
+       summaryRow("0195a1b2-c3d4-7e5f-8a6b-1111550e8400", std::nullopt, "0", false, "14")}));
   ASSERT_TRUE(many.has_value()) << many.error().message;
   EXPECT_EQ(many->total, 14);
   EXPECT_EQ(many->found.size(), 2u);
@@ -218,32 +238,32 @@ TEST(RecordSummaryTest, BadRowsAreInternalErrorsNamingTheProblem) {
 // ---- One record -------------------------------------------------------------------------------
 
 const std::vector<std::string> kRecordColumns = {
-    "id",         "kind",   "parent_id",     "replay_of",  "tenant",      "function",
-    "deployment_id", "git_commit", "method", "path",       "status",      "error",
-    "started_at_us", "started_at", "duration_us", "request", "response",  "spans",
-    "journal",    "logs"};
+    "id",          "kind",    "parent_id", "replay_of", "tenant",  "function",      "deployment_id",
+    "git_commit",  "method",  "path",      "status",    "error",   "started_at_us", "started_at",
+    "duration_us", "request", "response",  "spans",     "journal", "logs"};
 
 Row recordRow() {
-  return {kId,
-          "http",
-          std::nullopt,
-          std::nullopt,
-          "t_123",
-          "create_order",
-          "dep_1",
-          std::nullopt,
-          "POST",
-          "/create_order",
-          "500",
-          R"({"message":"Stripe API timeout","location":"payments/create.ts:42:7","stack":"","code":"timeout"})",
-          "1773152542123456",
-          "2026-03-10T14:22:22.123456Z",
-          "44000",
-          R"({"method":"POST","path":"/create_order","body":{"amount":4900}})",
-          R"({"status":500,"headers":{},"body":"timeout"})",
-          R"([{"id":1,"parent":0,"name":"stripe.charge","status":"error","error":"Stripe API timeout"}])",
-          std::nullopt,
-          std::nullopt};
+  return {
+      kId,
+      "http",
+      std::nullopt,
+      std::nullopt,
+      "t_123",
+      "create_order",
+      "dep_1",
+      std::nullopt,
+      "POST",
+      "/create_order",
+      "500",
+      R"({"message":"Stripe API timeout","location":"payments/create.ts:42:7","stack":"","code":"timeout"})",
+      "1773152542123456",
+      "2026-03-10T14:22:22.123456Z",
+      "44000",
+      R"({"method":"POST","path":"/create_order","body":{"amount":4900}})",
+      R"({"status":500,"headers":{},"body":"timeout"})",
+      R"([{"id":1,"parent":0,"name":"stripe.charge","status":"error","error":"Stripe API timeout"}])",
+      std::nullopt,
+      std::nullopt};
 }
 
 TEST(RecordRowTest, TheRowBecomesTheRecordJson) {
@@ -284,18 +304,16 @@ TEST(RecordRowTest, NoRowIsNoRecordAndBadJsonIsAnError) {
 }
 
 TEST(RecordRowTest, MutationsComeInLogOrderWithTheirTable) {
-  std::vector<std::string> columns = {"id",          "schema_name",   "table_name", "pk",
-                                      "op",          "old",           "new",        "changed_columns",
-                                      "at",          "rolled_back",   "rows_affected", "total",
-                                      "key_columns"};
-  auto parsed = parseRecordMutations(resultOf(
-      columns,
-      {{"7", "public", "users", "42", "UPDATE", R"({"id":42,"plan":"free"})",
-        R"({"id":42,"plan":null})", R"(["plan"])", "2026-03-10T14:22:01.000000Z", "t", "1", "2",
-        R"(["id"])"},
-       {"8", "public", "subscriptions", std::nullopt, "UPDATE", R"({"customer_id":"cus_ABC"})",
-        R"({"status":"active"})", std::nullopt, "2026-03-10T14:22:01.100000Z", "t", "0", "2",
-        std::nullopt}}));
+  std::vector<std::string> columns = {
+      "id", "schema_name", "table_name",    "pk",    "op",         "old", "new", "changed_columns",
+      "at", "rolled_back", "rows_affected", "total", "key_columns"};
+  auto parsed = parseRecordMutations(
+      resultOf(columns, {{"7", "public", "users", "42", "UPDATE", R"({"id":42,"plan":"free"})",
+                          R"({"id":42,"plan":null})", R"(["plan"])", "2026-03-10T14:22:01.000000Z",
+                          "t", "1", "2", R"(["id"])"},
+                         {"8", "public", "subscriptions", std::nullopt, "UPDATE",
+                          R"({"customer_id":"cus_ABC"})", R"({"status":"active"})", std::nullopt,
+                          "2026-03-10T14:22:01.100000Z", "t", "0", "2", std::nullopt}}));
   ASSERT_TRUE(parsed.has_value()) << parsed.error().message;
   EXPECT_EQ(parsed->total, 2);
   ASSERT_EQ(parsed->mutations.size(), 2u);
@@ -337,9 +355,9 @@ TEST(RecordListTest, TimestampsAreMicrosecondsOrIso) {
   EXPECT_EQ(parseTimestamp("2026-03-10T09:22:22-0500"), 1773152542000000);
   EXPECT_EQ(parseTimestamp("2026-03-10T14:22"), 1773152520000000);
   EXPECT_EQ(parseTimestamp("2026-03-10"), 1773100800000000);
-  for (const char* bad : {"", "yesterday", "2026-13-01", "2026-02-30", "2026-03-10T25:00",
-                          "2026-03-10T14:22:22.Z", "2026-03-10Tx", "99999999999999999999",
-                          "2026-03-10T14:22:22+1"}) {
+  for (const char* bad :
+       {"", "yesterday", "2026-13-01", "2026-02-30", "2026-03-10T25:00", "2026-03-10T14:22:22.Z",
+        "2026-03-10Tx", "99999999999999999999", "2026-03-10T14:22:22+1"}) {
     auto parsed = parseTimestamp(bad);
     EXPECT_FALSE(parsed.has_value()) << bad;
     if (!parsed) {
@@ -409,15 +427,14 @@ TEST(RecordListTest, TheQueryHasAClauseAndAParameterPerFilter) {
   request.method = "POST";
   request.limit = 20;
   SqlQuery query = recordListQuery(request);
-  EXPECT_EQ(query.params,
-            (data::QueryParams{"1773152542000000", "o'brien", "500", "599", "/api/", "http", "POST",
-                               "21"}));
+  EXPECT_EQ(query.params, (data::QueryParams{"1773152542000000", "o'brien", "500", "599", "/api/",
+                                             "http", "POST", "21"}));
   EXPECT_EQ(query.sql.find("o'brien"), std::string::npos);
-  for (const char* clause : {"e.started_at >= 'epoch'::timestamptz + $1::bigint",
-                             "e.function = $2", "e.status BETWEEN $3::int AND $4::int",
-                             "(e.status >= 400 OR e.error IS NOT NULL)",
-                             "starts_with(e.path, $5::text)", "e.kind = $6", "e.method = $7",
-                             "ORDER BY e.id\n  LIMIT $8::int"}) {
+  for (const char* clause :
+       {"e.started_at >= 'epoch'::timestamptz + $1::bigint", "e.function = $2",
+        "e.status BETWEEN $3::int AND $4::int", "(e.status >= 400 OR e.error IS NOT NULL)",
+        "starts_with(e.path, $5::text)", "e.kind = $6", "e.method = $7",
+        "ORDER BY e.id\n  LIMIT $8::int"}) {
     EXPECT_NE(query.sql.find(clause), std::string::npos) << clause << "\n" << query.sql;
   }
 

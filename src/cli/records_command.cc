@@ -1,13 +1,16 @@
 #include "cli/records_command.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -33,8 +36,10 @@ constexpr int64_t kShortLagUs = 2'000'000;
 constexpr int64_t kLongLagUs = 30'000'000;
 constexpr int kLongLagEvery = 10;  // polls
 constexpr int kPageSize = 500;
-// A poll reads at most this many pages; the next poll goes on from there.
+// A live poll reads at most this many pages (a flood beyond is skipped, not queued up); the
+// first read (--since, or remembering what is already there) reads them all.
 constexpr int kMaxPagesPerPoll = 20;
+constexpr int kAllPages = std::numeric_limits<int>::max();
 
 int exitCodeFor(const Error& error) {
   return error.code == ErrorCode::kUnavailable || error.code == ErrorCode::kTimeout
@@ -79,6 +84,13 @@ bool waitForTermination(std::chrono::milliseconds timeout) {
   }
 }
 
+// True when stdout is a pipe whose reader went away (`flux tail | head -3` after 3 lines): the
+// tail stops then, not at the next record it would write.
+bool stdoutClosed() {
+  pollfd out{STDOUT_FILENO, 0, 0};
+  return poll(&out, 1, 0) == 1 && (out.revents & (POLLERR | POLLHUP)) != 0;
+}
+
 // Writes all of `text` and flushes. False when stdout is gone (a closed pipe: `| head`).
 bool writeOut(std::string_view text) {
   if (!text.empty() && std::fwrite(text.data(), 1, text.size(), stdout) != text.size()) {
@@ -92,10 +104,7 @@ bool writeOut(std::string_view text) {
 class TailLoop {
  public:
   TailLoop(const TailOptions& options, UrlParams filters, Clock& clock)
-      : options_(options),
-        filters_(std::move(filters)),
-        clock_(clock),
-        printer_(stdoutColor()) {}
+      : options_(options), filters_(std::move(filters)), clock_(clock), printer_(stdoutColor()) {}
 
   int run();
 
@@ -114,9 +123,9 @@ class TailLoop {
     return adminGet(server_, "/_flux/records", params, kPollTimeout);
   }
 
-  // Reads every record that started at or after `since_us` (at most kMaxPagesPerPoll pages),
+  // Reads every record that started at or after `since_us` (at most `max_pages` pages),
   // printing (or only remembering) those not seen before.
-  Result<Outcome> readFrom(int64_t since_us, Emit emit);
+  Result<Outcome> readFrom(int64_t since_us, Emit emit, int max_pages);
   void forgetBefore(int64_t since_us);
   int64_t floorFor(int64_t lag_us) const {
     int64_t behind_newest = newest_us_ ? *newest_us_ - lag_us : 0;
@@ -139,9 +148,9 @@ class TailLoop {
   std::unordered_map<std::string, int64_t> seen_;  // id -> started_at_us
 };
 
-Result<TailLoop::Outcome> TailLoop::readFrom(int64_t since_us, Emit emit) {
+Result<TailLoop::Outcome> TailLoop::readFrom(int64_t since_us, Emit emit, int max_pages) {
   std::optional<std::string> after;
-  for (int page = 0; page < kMaxPagesPerPoll; ++page) {
+  for (int page = 0; page < max_pages; ++page) {
     UrlParams params = filters_;
     params.emplace_back("since", std::to_string(since_us));
     params.emplace_back("limit", std::to_string(kPageSize));
@@ -165,9 +174,9 @@ Result<TailLoop::Outcome> TailLoop::readFrom(int64_t since_us, Emit emit) {
           started != summary.end() && started->is_number_integer() ? started->get<int64_t>() : 0;
       if (!seen_.emplace(std::move(id), started_us).second) continue;
       if (emit == Emit::kRemember) continue;
-      std::string text =
-          options_.json ? summary.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"
-                        : printer_.print(summary);
+      std::string text = options_.json
+                             ? summary.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"
+                             : printer_.print(summary);
       if (!writeOut(text)) return Outcome::kStop;
     }
     if (!answer->value("more", false) || records.empty()) return Outcome::kDone;
@@ -194,7 +203,7 @@ int TailLoop::run() {
       return kExitRefused;
     }
     start_us_ = static_cast<int64_t>(clock_.nowMillis() * 1000) - *span;
-    auto past = readFrom(start_us_, Emit::kPrint);
+    auto past = readFrom(start_us_, Emit::kPrint, kAllPages);
     if (!past) {
       report(past.error());
       return exitCodeFor(past.error());
@@ -211,7 +220,7 @@ int TailLoop::run() {
     const json& newest = (*latest)["newest_started_at_us"];
     if (newest.is_number_integer()) newest_us_ = newest.get<int64_t>();
     start_us_ = newest_us_ ? *newest_us_ - kLongLagUs : 0;
-    auto seeded = readFrom(start_us_, Emit::kRemember);
+    auto seeded = readFrom(start_us_, Emit::kRemember, kAllPages);
     if (!seeded) {
       report(seeded.error());
       return exitCodeFor(seeded.error());
@@ -225,9 +234,10 @@ int TailLoop::run() {
   bool lost = false;
   int refusals_since_lost = 0;
   for (int poll = 1;; ++poll) {
-    if (waitForTermination(lost ? kRetryInterval : kPollInterval)) return 0;
+    if (waitForTermination(lost ? kRetryInterval : kPollInterval) || stdoutClosed()) return 0;
     bool long_lag = poll % kLongLagEvery == 0;
-    auto outcome = readFrom(floorFor(long_lag ? kLongLagUs : kShortLagUs), Emit::kPrint);
+    auto outcome =
+        readFrom(floorFor(long_lag ? kLongLagUs : kShortLagUs), Emit::kPrint, kMaxPagesPerPoll);
     if (!outcome) {
       const Error& error = outcome.error();
       // A server that went away may come back restarted, with a new token in dev.json: a
@@ -357,15 +367,14 @@ Result<int64_t> parseSinceDuration(std::string_view text) {
 Result<UrlParams> tailFilterParams(const TailOptions& options) {
   // --filter keys as people type them -> the API's parameter names.
   static const std::map<std::string, std::string, std::less<>> kKeys = {
-      {"path", "path"},     {"status", "status"}, {"function", "fn"}, {"fn", "fn"},
-      {"type", "kind"},     {"kind", "kind"},     {"method", "method"}};
+      {"path", "path"}, {"status", "status"}, {"function", "fn"},  {"fn", "fn"},
+      {"type", "kind"}, {"kind", "kind"},     {"method", "method"}};
   std::map<std::string, std::string, std::less<>> given;
   auto add = [&given](const std::string& key, std::string value,
                       std::string_view as) -> Result<void> {
     if (given.contains(key)) {
-      return fail(ErrorCode::kInvalidArgument,
-                  std::string(as) + " names the " + key +
-                      " filter a second time: pass each filter once");
+      return fail(ErrorCode::kInvalidArgument, std::string(as) + " names the " + key +
+                                                   " filter a second time: pass each filter once");
     }
     given.emplace(key, std::move(value));
     return {};

@@ -38,7 +38,8 @@ TEST(TailFilterTest, FlagsAndFiltersBecomeApiParameters) {
   aliases.filters = {"function=send_onboarding_email", "kind=cron", "path=/a=b"};
   auto more = tailFilterParams(aliases);
   ASSERT_TRUE(more.has_value());
-  EXPECT_EQ(*more, (UrlParams{{"fn", "send_onboarding_email"}, {"kind", "cron"}, {"path", "/a=b"}}));
+  EXPECT_EQ(*more,
+            (UrlParams{{"fn", "send_onboarding_email"}, {"kind", "cron"}, {"path", "/a=b"}}));
 
   EXPECT_EQ(tailFilterParams(TailOptions{}), UrlParams{});
 }
@@ -49,11 +50,10 @@ TEST(TailFilterTest, BadFiltersSayWhatToPass) {
     std::string function;
     const char* says;
   };
-  for (const Case& c : {Case{{"colour=red"}, "", "path, status, function (fn)"},
-                        Case{{"status"}, "", "key=value"},
-                        Case{{"status="}, "", "has no value"},
-                        Case{{"fn=a", "function=b"}, "", "second time"},
-                        Case{{"fn=a"}, "b", "second time"}}) {
+  for (const Case& c :
+       {Case{{"colour=red"}, "", "path, status, function (fn)"}, Case{{"status"}, "", "key=value"},
+        Case{{"status="}, "", "has no value"}, Case{{"fn=a", "function=b"}, "", "second time"},
+        Case{{"fn=a"}, "b", "second time"}}) {
     TailOptions options;
     options.filters = c.filters;
     options.function = c.function;

@@ -238,7 +238,7 @@ std::string tailMutationText(const json& mutations, const Painter& paint) {
   if (count <= 0 || !first.is_object()) return {};
   std::string key = keyText(first);
   std::string text = tableName(first) + (key.empty() ? "" : "." + key) + "  " +
-                      lowerCase(stringField(first, "op"));
+                     lowerCase(stringField(first, "op"));
   if (intField(first, "rows_affected", 1) == 0) text += "  0 rows";
   if (count > 1) text += fmt::format("  +{} more", count - 1);
   if (boolField(first, "rolled_back")) text += "  " + paint.red("(rolled back)");
@@ -287,7 +287,7 @@ std::vector<SpanView> spansOf(const json& record) {
 // A span whose parent is missing (or itself) is a root.
 struct SpanTree {
   std::vector<SpanView> spans;
-  std::map<uint32_t, size_t> index;                // id -> position
+  std::map<uint32_t, size_t> index;                  // id -> position
   std::map<uint32_t, std::vector<size_t>> children;  // parent id (0: roots) -> positions
 
   explicit SpanTree(std::vector<SpanView> all) : spans(std::move(all)) {
@@ -347,8 +347,7 @@ std::optional<size_t> rootCauseSpan(const SpanTree& tree) {
 
 bool looksLikeTimeout(std::string_view message) {
   std::string lower = lowerCase(message);
-  return lower.find("timeout") != std::string::npos ||
-         lower.find("timed out") != std::string::npos;
+  return lower.find("timeout") != std::string::npos || lower.find("timed out") != std::string::npos;
 }
 
 // ---- Records ----------------------------------------------------------------------------------
@@ -383,9 +382,8 @@ std::string describeExecution(const json& record) {
 std::string headerLine(const json& record, const Painter& paint) {
   auto [method, path] = methodAndPath(record);
   std::string out = "  " + paint.bold(requestHandle(stringField(record, "id"))) + "  " + method +
-                    " " + printable(path) + "  " +
-                    paintStatus(paint, record, statusText(record)) + "  " +
-                    formatDuration(intField(record, "duration_us"));
+                    " " + printable(path) + "  " + paintStatus(paint, record, statusText(record)) +
+                    "  " + formatDuration(intField(record, "duration_us"));
   std::string details;
   std::string function = stringField(record, "function");
   if (!function.empty() && function != path) details += "  ·  " + function;
@@ -453,7 +451,8 @@ std::vector<std::string> inputLines(const json& record, const RootCause& cause) 
     }
   }
   const json& body = field(request, "body");
-  bool has_body = !body.is_null() && !(body.is_string() && body.get_ref<const std::string&>().empty());
+  bool has_body =
+      !body.is_null() && !(body.is_string() && body.get_ref<const std::string&>().empty());
   if (has_body) line += (line.empty() ? "" : "  ") + compactValue(body, kMaxInputWidth);
   if (line.empty()) line = "no input recorded";
   std::vector<std::string> lines = {truncated(line, kMaxInputWidth + 40)};
@@ -493,14 +492,15 @@ std::string formatClock(int64_t unix_us) { return formatDateTime(unix_us).substr
 std::string fileAndLine(std::string_view location) {
   // file:line:column -> file:line, when the last two pieces are numbers.
   auto isNumber = [](std::string_view text) {
-    return !text.empty() && std::all_of(text.begin(), text.end(),
-                                        [](char c) { return c >= '0' && c <= '9'; });
+    return !text.empty() &&
+           std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
   };
   size_t last = location.rfind(':');
   if (last == std::string_view::npos) return std::string(location);
   size_t before = location.rfind(':', last - 1);
   if (last == 0 || before == std::string_view::npos) return std::string(location);
-  if (isNumber(location.substr(last + 1)) && isNumber(location.substr(before + 1, last - before - 1))) {
+  if (isNumber(location.substr(last + 1)) &&
+      isNumber(location.substr(before + 1, last - before - 1))) {
     return std::string(location.substr(0, last));
   }
   return std::string(location);
@@ -660,8 +660,8 @@ std::string renderTrace(const json& answer, Color color) {
   // Depth-first; the stack holds (position, drawing for its children, its own label prefix).
   struct Frame {
     size_t span;
-    std::string prefix;      // drawn before this span's name
-    std::string indent;      // drawn before its children's connectors
+    std::string prefix;  // drawn before this span's name
+    std::string indent;  // drawn before its children's connectors
   };
   std::vector<Frame> stack;
   auto pushChildren = [&](uint32_t parent, const std::string& indent) {
@@ -670,8 +670,8 @@ std::string renderTrace(const json& answer, Color color) {
     const std::vector<size_t>& kids = it->second;
     for (size_t k = kids.size(); k-- > 0;) {
       bool last = k + 1 == kids.size();
-      stack.push_back(Frame{kids[k], indent + (last ? "└─ " : "├─ "),
-                            indent + (last ? "   " : "│  ")});
+      stack.push_back(
+          Frame{kids[k], indent + (last ? "└─ " : "├─ "), indent + (last ? "   " : "│  ")});
     }
   };
   // Roots have no connector.
@@ -721,12 +721,12 @@ std::string renderTrace(const json& answer, Color color) {
       ++errors;
       std::string message = firstLine(span.error);
       if (cause && *cause == line.span) {
-        text += "  " + paint.red(looksLikeTimeout(message)
-                                     ? "← timeout here"
-                                     : "← failed here" + (message.empty()
-                                                              ? std::string()
-                                                              : ": " + truncated(message,
-                                                                                 kMaxSpanNote)));
+        text +=
+            "  " + paint.red(looksLikeTimeout(message)
+                                 ? "← timeout here"
+                                 : "← failed here" +
+                                       (message.empty() ? std::string()
+                                                        : ": " + truncated(message, kMaxSpanNote)));
       } else {
         text += "  " + paint.red("✗" + (message.empty() ? std::string()
                                                         : " " + truncated(message, kMaxSpanNote)));
@@ -745,8 +745,9 @@ std::string renderTrace(const json& answer, Color color) {
   }
   int64_t total = intField(answer, "mutations_total", static_cast<int64_t>(mutations.size()));
   writes += std::max<int64_t>(0, total - static_cast<int64_t>(mutations.size()));
-  out += "\n  " + paint.dim(fmt::format("── Spans: {}  ·  Errors: {}  ·  DB writes: {}",
-                                        lines.size(), errors, writes)) +
+  out += "\n  " +
+         paint.dim(fmt::format("── Spans: {}  ·  Errors: {}  ·  DB writes: {}", lines.size(),
+                               errors, writes)) +
          "\n";
   return out;
 }

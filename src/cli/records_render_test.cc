@@ -12,8 +12,8 @@ constexpr const char* kOkId = "019cd81c-4f3a-7e5f-8a6b-00004f9a3b2c";
 // 2026-03-10 09:14:22.250 UTC
 constexpr int64_t kStartUs = 1773134062250000;
 
-json summary(const char* id, const char* method, const char* path, int status,
-             int64_t duration_us, json error = nullptr, json mutations = nullptr) {
+json summary(const char* id, const char* method, const char* path, int status, int64_t duration_us,
+             json error = nullptr, json mutations = nullptr) {
   return json{{"id", id},
               {"kind", "http"},
               {"function", "checkout"},
@@ -31,10 +31,17 @@ json summary(const char* id, const char* method, const char* path, int status,
 json span(int id, int parent, const char* name, int64_t start_us, int64_t duration_us,
           const char* status = "ok", json error = nullptr, json input = nullptr,
           json output = nullptr, const char* location = "") {
-  return json{{"id", id},         {"parent", parent},     {"name", name},
-              {"start_us", start_us}, {"duration_us", duration_us}, {"input", std::move(input)},
-              {"output", std::move(output)}, {"error", std::move(error)}, {"location", location},
-              {"status", status}, {"logs", json::array()}};
+  return json{{"id", id},
+              {"parent", parent},
+              {"name", name},
+              {"start_us", start_us},
+              {"duration_us", duration_us},
+              {"input", std::move(input)},
+              {"output", std::move(output)},
+              {"error", std::move(error)},
+              {"location", location},
+              {"status", status},
+              {"logs", json::array()}};
 }
 
 // The product documents' checkout incident: the charge timed out, the plan change rolled back
@@ -178,8 +185,8 @@ TEST(TailTest, AWriteAddsItsMutationLine) {
                  {"op", "UPDATE"},
                  {"rows_affected", 1},
                  {"rolled_back", true}}}};
-  std::string failed = printer.print(
-      summary(kFailedId, "POST", "/orders", 500, 44'000, "boom", many));
+  std::string failed =
+      printer.print(summary(kFailedId, "POST", "/orders", 500, 44'000, "boom", many));
   EXPECT_NE(failed.find("     └─ Error: boom\n"
                         "     shop.order_items.(order_id,line)=(7,2)  update  +2 more  (rolled "
                         "back)\n"),
@@ -205,7 +212,8 @@ TEST(TailTest, JobsShowTheirFunctionAndOutcome) {
   json job = summary(kOkId, "", "", 0, 220'000);
   job["kind"] = "job";
   job["function"] = "send_onboarding_email";
-  EXPECT_EQ(printer.print(job), "  JOB  send_onboarding_email  done  220ms  req:4f9a3b2c  09:14:22\n");
+  EXPECT_EQ(printer.print(job),
+            "  JOB  send_onboarding_email  done  220ms  req:4f9a3b2c  09:14:22\n");
   job["error"] = "User 42 not found";
   EXPECT_EQ(printer.print(job),
             "  JOB  send_onboarding_email  failed  220ms  req:4f9a3b2c  09:14:22\n"
@@ -221,15 +229,15 @@ TEST(TailTest, StatusColoursOnlyWhenAsked) {
   std::string ok = colour.print(summary(kOkId, "GET", "/x", 200, 1000));
   std::string warn = colour.print(summary(kOkId, "GET", "/x", 404, 1000));
   std::string bad = colour.print(summary(kOkId, "GET", "/x", 503, 1000));
-  EXPECT_NE(ok.find("\x1b[32m200"), std::string::npos) << ok;    // green
+  EXPECT_NE(ok.find("\x1b[32m200"), std::string::npos) << ok;      // green
   EXPECT_NE(warn.find("\x1b[33m404"), std::string::npos) << warn;  // yellow
   EXPECT_NE(bad.find("\x1b[31m503"), std::string::npos) << bad;    // red
 }
 
 TEST(TailTest, HostileTextCannotBreakTheLine) {
   TailPrinter printer(Color::kOff);
-  std::string line = printer.print(
-      summary(kOkId, "GET", "/a\nb\x1b[2J", 200, 1000, "two\x07 lines\nsecond line"));
+  std::string line =
+      printer.print(summary(kOkId, "GET", "/a\nb\x1b[2J", 200, 1000, "two\x07 lines\nsecond line"));
   EXPECT_EQ(line.find('\x1b'), std::string::npos);
   EXPECT_EQ(line.find('\x07'), std::string::npos);
   EXPECT_NE(line.find("/a\\nb\\x1b[2J"), std::string::npos) << line;
@@ -297,8 +305,7 @@ TEST(WhyTest, ASuccessHasNoSuggestion) {
   answer["mutations"] = json::array();
   answer["mutations_total"] = 0;
   std::string text = renderWhy(answer, Color::kOff);
-  EXPECT_NE(text.find("  ROOT CAUSE    no error: POST /checkout answered 201\n"),
-            std::string::npos)
+  EXPECT_NE(text.find("  ROOT CAUSE    no error: POST /checkout answered 201\n"), std::string::npos)
       << text;
   EXPECT_NE(text.find("  DATA CHANGES  none\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("SUGGESTION"), std::string::npos) << text;
@@ -320,8 +327,7 @@ TEST(WhyTest, AValidationFailureSuggestsValidation) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("  LOCATION      not recorded\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("  INPUT         POST /checkout  {\"name\":\"Alice\"}\n"),
-            std::string::npos)
+  EXPECT_NE(text.find("  INPUT         POST /checkout  {\"name\":\"Alice\"}\n"), std::string::npos)
       << text;
   EXPECT_NE(text.find("  SUGGESTION    → Validate the input early"), std::string::npos) << text;
 }
@@ -343,8 +349,7 @@ TEST(WhyTest, UnknownFailuresPointToTheTrace) {
   answer["record"]["error"]["message"] = "the moon is in the wrong phase";
   answer["mutations"] = json::array();
   std::string text = renderWhy(answer, Color::kOff);
-  EXPECT_NE(text.find("  SUGGESTION    → Run flux trace req:550e8400"), std::string::npos)
-      << text;
+  EXPECT_NE(text.find("  SUGGESTION    → Run flux trace req:550e8400"), std::string::npos) << text;
 }
 
 TEST(WhyTest, LongMutationListsAreCut) {
@@ -366,10 +371,10 @@ TEST(WhyTest, LongMutationListsAreCut) {
 }
 
 TEST(WhyTest, AMalformedAnswerStillPrints) {
-  for (const json& answer : {json(nullptr), json::object(), json{{"record", "nope"}},
-                             json{{"record", {{"spans", "nope"}, {"status", "500"}}}},
-                             json{{"record", {{"spans", {1, "x", nullptr}}}},
-                                  {"mutations", {1, {{"op", 5}}}}}}) {
+  for (const json& answer :
+       {json(nullptr), json::object(), json{{"record", "nope"}},
+        json{{"record", {{"spans", "nope"}, {"status", "500"}}}},
+        json{{"record", {{"spans", {1, "x", nullptr}}}}, {"mutations", {1, {{"op", 5}}}}}}) {
     std::string why = renderWhy(answer, Color::kOff);
     std::string trace = renderTrace(answer, Color::kOff);
     EXPECT_NE(why.find("ROOT CAUSE"), std::string::npos) << answer.dump();
@@ -395,9 +400,9 @@ TEST(TraceTest, TheSpanTreeAsTheDocumentsShowIt) {
 
 TEST(TraceTest, OtherFailuresSayWhatFailed) {
   json answer = failedCheckout();
-  answer["record"]["spans"] = {span(1, 0, "stripe_webhook", 0, 28000, "error",
-                                    "Row not found: subscriptions"),
-                               span(2, 1, "db.update(subscriptions)", 100, 3000)};
+  answer["record"]["spans"] = {
+      span(1, 0, "stripe_webhook", 0, 28000, "error", "Row not found: subscriptions"),
+      span(2, 1, "db.update(subscriptions)", 100, 3000)};
   std::string text = renderTrace(answer, Color::kOff);
   EXPECT_NE(text.find("  stripe_webhook               28ms  ← failed here: Row not found: "
                       "subscriptions\n"
@@ -431,13 +436,12 @@ TEST(TraceTest, CandidatesOfAnAmbiguousId) {
                {"candidates",
                 {summary(kFailedId, "POST", "/checkout", 500, 44'000),
                  summary(kOkId, "GET", "/users", 200, 12'000)}}};
-  EXPECT_EQ(renderCandidates(body),
-            std::string("  req:550e8400  ") + kFailedId +
-                "  POST /checkout  500  2026-03-10 09:14:22\n"
-                "  req:4f9a3b2c  " +
-                kOkId +
-                "  GET /users  200  2026-03-10 09:14:22\n"
-                "  … and 12 more\n");
+  EXPECT_EQ(renderCandidates(body), std::string("  req:550e8400  ") + kFailedId +
+                                        "  POST /checkout  500  2026-03-10 09:14:22\n"
+                                        "  req:4f9a3b2c  " +
+                                        kOkId +
+                                        "  GET /users  200  2026-03-10 09:14:22\n"
+                                        "  … and 12 more\n");
   EXPECT_EQ(renderCandidates(json::object()), "");
 }
 

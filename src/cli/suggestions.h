@@ -16,9 +16,9 @@ namespace flux::cli {
 
 // What `flux why` knows about a failure.
 struct FailureFacts {
-  std::string message;     // the root cause's message
-  std::string error_code;  // the recorded error's code ("timeout", "user_code", ...), or empty
-  int status = 0;          // the response status, 0 when none
+  std::string message;          // the root cause's message
+  std::string error_code;       // the recorded error's code ("timeout", "user_code", ...), or empty
+  int status = 0;               // the response status, 0 when none
   bool zero_row_write = false;  // an UPDATE or DELETE of the execution matched no row
 };
 
@@ -28,7 +28,7 @@ struct SuggestionRule {
   std::vector<std::string_view> phrases;
   // Status codes: in the message as whole numbers, or the response's status.
   std::vector<int> statuses;
-  bool on_zero_row_write = false;  // matches when a write matched no row
+  bool on_zero_row_write = false;       // matches when a write matched no row
   std::vector<std::string_view> lines;  // the hint, first line most important
 };
 

@@ -59,8 +59,7 @@ const Case kCases[] = {
     // memory
     {"JavaScript heap out of memory", 500, "resource_exhausted", false, "memory_limit",
      "stream or paginate"},
-    {"the function exceeded its memory limit (256 MB)", 500, "", false, "memory_limit",
-     "paginate"},
+    {"the function exceeded its memory limit (256 MB)", 500, "", false, "memory_limit", "paginate"},
     // CPU
     {"CPU time limit exceeded", 500, "", false, "cpu_limit", "background job"},
     {"Script execution time exceeded its CPU limit", 500, "timeout", false, "cpu_limit",
@@ -84,8 +83,7 @@ const Case kCases[] = {
     // undefined value
     {"TypeError: Cannot read properties of undefined (reading 'id')", 500, "user_code", false,
      "undefined_value", "missing"},
-    {"ctx.stripe.charge is not a function", 500, "user_code", false, "undefined_value",
-     "missing"},
+    {"ctx.stripe.charge is not a function", 500, "user_code", false, "undefined_value", "missing"},
     // nothing known
     {"the moon is in the wrong phase", 500, "user_code", false, nullptr, nullptr},
     {"error 14290 in module", 500, "", false, nullptr, nullptr},
