@@ -41,13 +41,13 @@
 // flux.capture_is_current(regclass), flux.install_capture(regclass),
 // flux.install_capture_all(), flux.capture_ddl().
 //
-// Cost (PostgreSQL 15, this machine, CPU time): in 'on' mode the C capture costs ~5 us a row in
-// the trigger and ~50 us at COMMIT for a one-row request, of which ~40 us are the INSERT itself
-// (heap, the three indexes, WAL) and ~7 us jsonb parsing and changed_columns; no round trip.
-// The plpgsql capture costs ~10 us a row in the trigger plus a notice per row (a socket flush
-// that wakes the client) and kStoreCapturedSql, one more statement before COMMIT. External
-// mode costs the same either way (~45-70 us a row, flux.record_external). bench/mutations.sh and
-// bench/mutation_trigger.sh measure it.
+// Cost (PostgreSQL 15, this machine, CPU time from perf): the C capture adds ~40 us to a
+// request that writes one row: ~5 us in the trigger, the rest at COMMIT, mostly the row's
+// insertion (its three index entries ~18 us, heap and WAL ~5 us) and jsonb and changed_columns
+// (~5 us); no notice, no round trip. The plpgsql capture adds ~100-200 us: ~10 us a row in the
+// trigger, a notice per row (a socket flush that wakes the client) and kStoreCapturedSql, one
+// more statement before COMMIT. External mode costs the same either way (~45-70 us a row,
+// flux.record_external). bench/mutations.sh and bench/mutation_trigger.sh measure it.
 //
 // Thread: the functions here block (libpq, synchronous): the control path at start-up only.
 #pragma once

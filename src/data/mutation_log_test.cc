@@ -918,6 +918,62 @@ TEST_P(CCaptureTest, StoreIgnoresTheSessionSearchPath) {
   EXPECT_EQ(admin.value("SELECT changed_columns::text FROM flux.state_mutations"), "{id}");
 }
 
+// The C capture stores rows without an INSERT statement: columns it does not know take their
+// defaults (also after the table changed under a live session), row triggers on the table run,
+// and a table it cannot use that way (forced row level security) goes through SQL.
+TEST_P(CCaptureTest, StoreFollowsTheTableAsItChanges) {
+  install();
+  Session s = session();
+  s.exec("CREATE TABLE public.users (id int PRIMARY KEY, name text)");
+  beginRequest(s);
+  s.exec("INSERT INTO public.users VALUES (1, 'a')");
+  commitRequest(s);
+
+  // A column a later version adds, with a default, while this session keeps its backend.
+  Session admin = session();
+  admin.exec("ALTER TABLE flux.state_mutations ADD COLUMN origin text NOT NULL DEFAULT 'flux'");
+  admin.exec("CREATE TABLE flux.inserted (n int)");
+  admin.exec(R"(CREATE FUNCTION flux.count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO flux.inserted VALUES (1);
+  NEW.actor := coalesce(NEW.actor, 'set by a BEFORE trigger');
+  RETURN NEW;
+END $$)");
+  admin.exec("CREATE TRIGGER count_before BEFORE INSERT ON flux.state_mutations FOR EACH ROW "
+             "EXECUTE FUNCTION flux.count_insert()");
+  admin.exec("CREATE TRIGGER count_after AFTER INSERT ON flux.state_mutations FOR EACH ROW "
+             "EXECUTE FUNCTION flux.count_insert()");
+  beginRequest(s);
+  s.exec("UPDATE public.users SET name = 'b'");
+  commitRequest(s);
+  EXPECT_EQ(admin.query("SELECT op, origin, actor, rows_affected, id > 0 FROM flux.state_mutations "
+                        "ORDER BY id"),
+            (std::vector<Row>{{"INSERT", "flux", std::nullopt, "1", "t"},
+                              {"UPDATE", "flux", "set by a BEFORE trigger", "1", "t"}}));
+  EXPECT_EQ(admin.value("SELECT count(*) FROM flux.inserted"), "2");
+
+  // Row level security that applies to the owner of flux.capture() (not a superuser here): the
+  // rows go through an INSERT statement, which enforces the policy.
+  std::string owner = makeRole("capture_owner");
+  admin.exec("ALTER FUNCTION flux.capture() OWNER TO " + owner);
+  admin.exec("GRANT SELECT, INSERT ON flux.state_mutations, flux.inserted TO " + owner);
+  admin.exec("GRANT USAGE ON SEQUENCE flux.state_mutations_id_seq TO " + owner);
+  admin.exec("ALTER TABLE flux.state_mutations ENABLE ROW LEVEL SECURITY");
+  admin.exec("ALTER TABLE flux.state_mutations FORCE ROW LEVEL SECURITY");
+  admin.exec("CREATE POLICY no_deletes ON flux.state_mutations USING (true) "
+             "WITH CHECK (op <> 'DELETE')");
+  beginRequest(s);
+  s.exec("INSERT INTO public.users VALUES (2, 'c')");
+  commitRequest(s);
+  beginRequest(s);
+  s.exec("DELETE FROM public.users WHERE id = 2");
+  EXPECT_EQ(s.failing("COMMIT"), "42501");
+  EXPECT_EQ(s.rolledBackNotices().size(), 1u);
+  EXPECT_EQ(admin.query("SELECT op, origin, pk FROM flux.state_mutations ORDER BY id DESC LIMIT 1"),
+            (std::vector<Row>{{"INSERT", "flux", "2"}}));
+  EXPECT_EQ(admin.value("SELECT count(*) FROM flux.inserted"), "4");
+}
+
 TEST(BeginRequestTransactionSql, InlinesACanonicalUuid) {
   auto sql = beginRequestTransactionSql("0190f3c2-7a1b-7c3d-8e4f-123456789ABC");
   ASSERT_TRUE(sql) << sql.error().toString();

@@ -2,18 +2,17 @@
 // src/data/mutation_log.h for the contract, and README.md beside this file).
 //
 // In a Flux request's transaction (flux.capture = 'on') a row change is appended to a buffer of
-// this backend, in TopTransactionContext; nothing is sent to the client. The buffer is flushed
-// into flux.state_mutations by one INSERT at XACT_EVENT_PRE_COMMIT (or PRE_PREPARE), in the same
-// transaction. A ROLLBACK TO SAVEPOINT marks the rows written inside it rolled back (they are
-// stored anyway, in order). When the transaction aborts, the buffered rows are sent to the
-// client in one NOTICE with SQLSTATE FX002 whose message is a JSON array of the FX001 payloads
-// of the plpgsql capture, so that the client can store them, marked rolled back, after the
-// ROLLBACK. Outside a request (psql, migrations) the row is logged at once through
-// flux.record_external(), as the plpgsql capture does.
+// this backend, in TopTransactionContext; nothing is sent to the client. At
+// XACT_EVENT_PRE_COMMIT (or PRE_PREPARE) the buffered rows are inserted into
+// flux.state_mutations, in the same transaction and in capture order. A ROLLBACK TO SAVEPOINT
+// marks the rows written inside it rolled back (they are stored anyway). When the transaction
+// aborts, the buffered rows are sent to the client in one NOTICE with SQLSTATE FX002 whose
+// message is a JSON array of the FX001 payloads of the plpgsql capture, so that the client can
+// store them, marked rolled back, after the ROLLBACK. Outside a request (psql, migrations) the
+// row is logged at once through flux.record_external(), as the plpgsql capture does.
 //
-// Per-backend state is static, as in any PostgreSQL extension: the buffer (valid only while its
-// local transaction id is the current one, and reset at every transaction end) and two SPI plans
-// kept across transactions.
+// Per-backend state is static, as in any PostgreSQL extension: the buffer (reset at every
+// transaction end), two SPI plans and the table's layout, kept across transactions.
 
 // postgres.h comes first in every file compiled into the server.
 // clang-format off
@@ -21,25 +20,34 @@
 // clang-format on
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
 #include "storage/proc.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -352,38 +360,202 @@ static ArrayType* changedColumns(Jsonb* old_row, Jsonb* new_row) {
   return construct_array(names, count, TEXTOID, -1, false, TYPALIGN_INT);
 }
 
-// Inserts the rows not stored yet, as the owner of flux.capture(). An error fails the COMMIT
-// (or PREPARE).
-static void storeBuffered(void) {
-  enum { kRequest, kSchema, kTable, kPk, kOp, kOld, kNew, kChanged, kTxid, kAt, kRolledBack };
-  Oid types[] = {UUIDOID,  TEXTOID,      TEXTOID, TEXTOID,        TEXTOID, JSONBOID,
-                 JSONBOID, TEXTARRAYOID, INT8OID, TIMESTAMPTZOID, BOOLOID};
-  Datum values[lengthof(types)];
-  char nulls[lengthof(types)];
-  const char* request_id;
-  Datum request_uuid = (Datum)0;
-  MemoryContext caller = CurrentMemoryContext;
-  MemoryContext per_row;
-  Oid saved_user;
-  int saved_context;
+// The columns a captured row sets, in kStoreSql's order; the others take their defaults.
+enum StoredColumn {
+  kRequest,
+  kSchema,
+  kTable,
+  kPk,
+  kOp,
+  kOld,
+  kNew,
+  kChanged,
+  kTxid,
+  kAt,
+  kRolledBack,
+  kStoredColumns
+};
+static const char* const kStoredColumnNames[kStoredColumns] = {
+    "request_id", "schema_name",     "table_name", "pk", "op",         "old",
+    "new",        "changed_columns", "txid",       "at", "rolled_back"};
+static const Oid kStoredColumnTypes[kStoredColumns] = {
+    UUIDOID,  TEXTOID,      TEXTOID, TEXTOID,        TEXTOID, JSONBOID,
+    JSONBOID, TEXTARRAYOID, INT8OID, TIMESTAMPTZOID, BOOLOID};
 
-  if (buffer.rows == NULL || buffer.stored == buffer.count) return;
-  request_id = GetConfigOption("flux.request_id", true, false);
-  if (request_id != NULL && request_id[0] != '\0') {
-    request_uuid = DirectFunctionCall1(uuid_in, CStringGetDatum(request_id));
+// The values of a row, in the memory context current at the call.
+static void storedValues(const CapturedRow* row, Datum request_uuid, bool request_null,
+                         Datum* values, bool* nulls) {
+  values[kRequest] = request_uuid;
+  nulls[kRequest] = request_null;
+  values[kSchema] = CStringGetTextDatum(row->schema);
+  nulls[kSchema] = false;
+  values[kTable] = CStringGetTextDatum(row->table);
+  nulls[kTable] = false;
+  nulls[kPk] = row->pk == NULL;
+  values[kPk] = row->pk == NULL ? (Datum)0 : CStringGetTextDatum(row->pk);
+  values[kOp] = CStringGetTextDatum(row->op);
+  nulls[kOp] = false;
+  values[kOld] = jsonbOrNull(row->old_row, &nulls[kOld]);
+  values[kNew] = jsonbOrNull(row->new_row, &nulls[kNew]);
+  values[kChanged] =
+      PointerGetDatum(changedColumns(nulls[kOld] ? NULL : DatumGetJsonbP(values[kOld]),
+                                     nulls[kNew] ? NULL : DatumGetJsonbP(values[kNew])));
+  nulls[kChanged] = false;
+  values[kTxid] = Int64GetDatum(row->txid);
+  nulls[kTxid] = false;
+  values[kAt] = TimestampTzGetDatum(row->at);
+  nulls[kAt] = false;
+  values[kRolledBack] = BoolGetDatum(row->rolled_back);
+  nulls[kRolledBack] = false;
+}
+
+// How captured rows map onto flux.state_mutations' attributes: kept across transactions until
+// a relcache invalidation of the table (ALTER TABLE, DROP) or of every relation.
+typedef struct TableLayout {
+  MemoryContext context;  // holds the arrays and the expressions; NULL until built
+  Oid relid;
+  int natts;
+  int* source;      // per attribute: the StoredColumn it takes, or -1
+  Expr** defaults;  // per attribute without a source: its planned default, or NULL
+} TableLayout;
+
+static TableLayout layout;
+static bool layout_stale;
+
+static void onRelcacheInvalidation(Datum arg, Oid relid) {
+  if (relid == InvalidOid || relid == layout.relid) layout_stale = true;
+}
+
+static void buildLayout(Relation rel) {
+  TupleDesc desc = RelationGetDescr(rel);
+  MemoryContext caller;
+  if (layout.context != NULL) MemoryContextDelete(layout.context);
+  memset(&layout, 0, sizeof layout);
+  layout_stale = false;  // an invalidation while this runs makes the next use build again
+  layout.context =
+      AllocSetContextCreate(CacheMemoryContext, "flux_capture layout", ALLOCSET_SMALL_SIZES);
+  caller = MemoryContextSwitchTo(layout.context);
+  layout.natts = desc->natts;
+  layout.source = palloc(desc->natts * sizeof(int));
+  layout.defaults = palloc0(desc->natts * sizeof(Expr*));
+  for (int a = 0; a < desc->natts; ++a) {
+    Form_pg_attribute attribute = TupleDescAttr(desc, a);
+    layout.source[a] = -1;
+    if (attribute->attisdropped) continue;
+    for (int c = 0; c < kStoredColumns; ++c) {
+      if (strcmp(NameStr(attribute->attname), kStoredColumnNames[c]) == 0) layout.source[a] = c;
+    }
+    if (layout.source[a] >= 0 && attribute->atttypid != kStoredColumnTypes[layout.source[a]]) {
+      MemoryContextSwitchTo(caller);
+      layout_stale = true;
+      ereport(ERROR, (errmsg("flux cannot store captured rows: flux.state_mutations.%s has an "
+                             "unexpected type",
+                             NameStr(attribute->attname))));
+    }
+    if (layout.source[a] < 0 && !attribute->attgenerated) {
+      Node* expression = build_column_default(rel, a + 1);
+      if (expression != NULL) layout.defaults[a] = expression_planner((Expr*)expression);
+    }
   }
-  per_row = AllocSetContextCreate(caller, "flux_capture store", ALLOCSET_SMALL_SIZES);
+  MemoryContextSwitchTo(caller);
+  layout.relid = RelationGetRelid(rel);
+}
 
-  // On an error the transaction aborts, which restores the user and the snapshot stack.
-  buffer.storing = true;
-  GetUserIdAndSecContext(&saved_user, &saved_context);
-  SetUserIdAndSecContext(buffer.owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
-  // The portals are closed by now, and their snapshots with them.
-  PushActiveSnapshot(GetTransactionSnapshot());
+// The fast path: the rows go into the table the way logical replication applies an INSERT
+// (ExecSimpleRelationInsert: constraints, indexes, row triggers), without planning or starting
+// an executor for a statement, which costs as much as the insert itself. Columns the capture
+// does not set (id, and any a later version adds) get their defaults. Returns false, having
+// done nothing, when the table is not a plain table or row level security applies to the
+// owner: storeWithSql handles those.
+static bool storeDirectly(Oid relid, Datum request_uuid, bool request_null) {
+  Relation rel;
+  TupleDesc desc;
+  EState* estate;
+  RangeTblEntry* rte;
+  ResultRelInfo* info;
+  TupleTableSlot* slot;
+  ExprContext* econtext;
+  ExprState** defaults;
+  MemoryContext caller;
+
+  if (get_rel_relkind(relid) != RELKIND_RELATION ||
+      check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED) {
+    return false;
+  }
+  if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK) {
+    ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                    errmsg("flux cannot store captured rows: the owner of flux.capture() may "
+                           "not insert into flux.state_mutations")));
+  }
+  // Taking the lock processes pending invalidations: the layout is current after it.
+  rel = table_open(relid, RowExclusiveLock);
+  desc = RelationGetDescr(rel);
+  if (layout.context == NULL || layout_stale || layout.relid != relid ||
+      layout.natts != desc->natts) {
+    buildLayout(rel);
+  }
+  estate = CreateExecutorState();
+  rte = makeNode(RangeTblEntry);
+  rte->rtekind = RTE_RELATION;
+  rte->relid = relid;
+  rte->relkind = RELKIND_RELATION;
+  rte->rellockmode = RowExclusiveLock;
+  ExecInitRangeTable(estate, list_make1(rte));
+  info = makeNode(ResultRelInfo);
+  InitResultRelInfo(info, rel, 1, NULL, 0);
+  estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, info);
+  estate->es_output_cid = GetCurrentCommandId(true);
+  ExecOpenIndices(info, false);
+  slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+  econtext = GetPerTupleExprContext(estate);
+  caller = MemoryContextSwitchTo(estate->es_query_cxt);
+  defaults = palloc0(desc->natts * sizeof(ExprState*));
+  for (int a = 0; a < desc->natts; ++a) {
+    if (layout.defaults[a] != NULL) defaults[a] = ExecInitExpr(layout.defaults[a], NULL);
+  }
+  MemoryContextSwitchTo(caller);
+
+  AfterTriggerBeginQuery();
+  for (int i = buffer.stored; i < buffer.count; ++i) {
+    Datum values[kStoredColumns];
+    bool nulls[kStoredColumns];
+    caller = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+    storedValues(&buffer.rows[i], request_uuid, request_null, values, nulls);
+    ExecClearTuple(slot);
+    for (int a = 0; a < desc->natts; ++a) {
+      int from = layout.source[a];
+      if (from >= 0) {
+        slot->tts_values[a] = values[from];
+        slot->tts_isnull[a] = nulls[from];
+      } else if (defaults[a] != NULL) {
+        slot->tts_values[a] = ExecEvalExpr(defaults[a], econtext, &slot->tts_isnull[a]);
+      } else {
+        slot->tts_values[a] = (Datum)0;
+        slot->tts_isnull[a] = true;
+      }
+    }
+    ExecStoreVirtualTuple(slot);
+    ExecSimpleRelationInsert(info, estate, slot);
+    MemoryContextSwitchTo(caller);
+    ResetPerTupleExprContext(estate);
+  }
+  AfterTriggerEndQuery(estate);
+
+  ExecCloseIndices(info);
+  ExecResetTupleTable(estate->es_tupleTable, false);
+  FreeExecutorState(estate);
+  table_close(rel, NoLock);
+  return true;
+}
+
+// The general path, through SPI: one INSERT ... VALUES per row.
+static void storeWithSql(Datum request_uuid, bool request_null) {
+  MemoryContext per_row =
+      AllocSetContextCreate(CurrentMemoryContext, "flux_capture store", ALLOCSET_SMALL_SIZES);
   if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "flux_capture: SPI_connect failed");
   if (store_plan == NULL) {
-    SPIPlanPtr plan =
-        SPI_prepare_cursor(kStoreSql, lengthof(types), types, CURSOR_OPT_GENERIC_PLAN);
+    SPIPlanPtr plan = SPI_prepare_cursor(kStoreSql, kStoredColumns, (Oid*)kStoredColumnTypes,
+                                         CURSOR_OPT_GENERIC_PLAN);
     if (plan == NULL) {
       elog(ERROR, "flux_capture: cannot prepare the mutation log INSERT: %s",
            SPI_result_code_string(SPI_result));
@@ -392,40 +564,55 @@ static void storeBuffered(void) {
     store_plan = plan;
   }
   for (int i = buffer.stored; i < buffer.count; ++i) {
-    const CapturedRow* row = &buffer.rows[i];
     MemoryContext spi = MemoryContextSwitchTo(per_row);
-    bool old_null;
-    bool new_null;
+    Datum values[kStoredColumns];
+    bool nulls[kStoredColumns];
+    char null_flags[kStoredColumns];
     int rc;
-    values[kRequest] = request_uuid;
-    values[kSchema] = CStringGetTextDatum(row->schema);
-    values[kTable] = CStringGetTextDatum(row->table);
-    values[kPk] = row->pk == NULL ? (Datum)0 : CStringGetTextDatum(row->pk);
-    values[kOp] = CStringGetTextDatum(row->op);
-    values[kOld] = jsonbOrNull(row->old_row, &old_null);
-    values[kNew] = jsonbOrNull(row->new_row, &new_null);
-    values[kChanged] =
-        PointerGetDatum(changedColumns(old_null ? NULL : DatumGetJsonbP(values[kOld]),
-                                       new_null ? NULL : DatumGetJsonbP(values[kNew])));
-    values[kTxid] = Int64GetDatum(row->txid);
-    values[kAt] = TimestampTzGetDatum(row->at);
-    values[kRolledBack] = BoolGetDatum(row->rolled_back);
-    for (int c = 0; c < (int)lengthof(types); ++c) nulls[c] = ' ';
-    if (request_uuid == (Datum)0) nulls[kRequest] = 'n';
-    if (row->pk == NULL) nulls[kPk] = 'n';
-    if (old_null) nulls[kOld] = 'n';
-    if (new_null) nulls[kNew] = 'n';
+    storedValues(&buffer.rows[i], request_uuid, request_null, values, nulls);
+    for (int c = 0; c < kStoredColumns; ++c) null_flags[c] = nulls[c] ? 'n' : ' ';
     MemoryContextSwitchTo(spi);
-    rc = SPI_execute_plan(store_plan, values, nulls, false, 0);
+    rc = SPI_execute_plan(store_plan, values, null_flags, false, 0);
     if (rc != SPI_OK_INSERT) {
       elog(ERROR, "flux_capture: storing a captured row failed: %s", SPI_result_code_string(rc));
     }
     MemoryContextReset(per_row);
   }
   SPI_finish();
+  MemoryContextDelete(per_row);
+}
+
+// Inserts the rows not stored yet into flux.state_mutations, as the owner of flux.capture()
+// (like SECURITY DEFINER). An error fails the COMMIT (or PREPARE).
+static void storeBuffered(void) {
+  const char* request_id;
+  Datum request_uuid = (Datum)0;
+  bool request_null = true;
+  Oid relid;
+  Oid saved_user;
+  int saved_context;
+
+  if (buffer.rows == NULL || buffer.stored == buffer.count) return;
+  request_id = GetConfigOption("flux.request_id", true, false);
+  if (request_id != NULL && request_id[0] != '\0') {
+    request_uuid = DirectFunctionCall1(uuid_in, CStringGetDatum(request_id));
+    request_null = false;
+  }
+  relid = get_relname_relid("state_mutations", get_namespace_oid("flux", false));
+  if (!OidIsValid(relid)) {
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                    errmsg("flux cannot store captured rows: flux.state_mutations is missing")));
+  }
+
+  // On an error the transaction aborts, which restores the user and the snapshot stack.
+  buffer.storing = true;
+  GetUserIdAndSecContext(&saved_user, &saved_context);
+  SetUserIdAndSecContext(buffer.owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+  // The portals are closed by now, and their snapshots with them.
+  PushActiveSnapshot(GetTransactionSnapshot());
+  if (!storeDirectly(relid, request_uuid, request_null)) storeWithSql(request_uuid, request_null);
   PopActiveSnapshot();
   SetUserIdAndSecContext(saved_user, saved_context);
-  MemoryContextDelete(per_row);
   buffer.storing = false;
   buffer.stored = buffer.count;
 }
@@ -524,6 +711,7 @@ static void onSubtransactionEvent(SubXactEvent event, SubTransactionId subtransa
 }
 
 void _PG_init(void) {
+  CacheRegisterRelcacheCallback(onRelcacheInvalidation, (Datum)0);
   RegisterXactCallback(onTransactionEvent, NULL);
   RegisterSubXactCallback(onSubtransactionEvent, NULL);
 }
