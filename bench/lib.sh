@@ -197,7 +197,7 @@ wrk_measure() {
   local name=$1 url=$2
   shift 2
   log "$name: ready; warm-up $WARMUP, then measuring $DURATION"
-  wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "$@" "$url" >/dev/null
+  wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "$@" "$url" >"$tmp/wrk-$name.warmup.txt"
   wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" >"$tmp/wrk-$name.txt"
   cp "$tmp/wrk-$name.txt" "$results/$bench_name-$name.wrk.txt"
 }
@@ -229,6 +229,11 @@ wrk_parse() {
 }
 
 # --- report -------------------------------------------------------------------------------------
+
+# Requests wrk sent for run NAME, warm-up included ("N requests in ..." of both runs).
+wrk_requests() {
+  awk '/ requests in / { n += $1 } END { print n + 0 }' "$tmp/wrk-$1.warmup.txt" "$tmp/wrk-$1.txt"
+}
 
 ratio() {
   if [ -n "${rps[$1]:-}" ] && [ -n "${rps[$2]:-}" ]; then

@@ -4,6 +4,9 @@
 # exists for this measurement only), alternating off/on per round on the same project.
 # Prints per variant the median rps, p50 and p99, then for each endpoint the rps ratio on/off
 # and the added p50 / p99; appends one JSON line to bench/results/record.jsonl.
+# Recording runs at background priority (records wait while the CPU is saturated), so after
+# every recorded run the script also waits until flux.executions holds a row for every request
+# wrk sent and prints how long that took ("drain"): nothing is lost, the work is deferred.
 #
 # Environment (besides lib.sh's FLUX_BIN, DURATION, WARMUP, CONNECTIONS, PORT_BASE):
 #   ROUNDS   off/on rounds per endpoint (default 2)
@@ -34,6 +37,23 @@ insert into counters select g, 0 from generate_series(1, 1000) g;
 SQL
 
 declare -A runs=()  # "endpoint variant" -> names of its runs
+declare -A drain=()  # run -> "stored/sent in Ns"
+
+stored_records() {
+  psql -h "$project/.flux/pg" -U postgres -d postgres -qAtc 'select count(*) from flux.executions'
+}
+
+# Waits (up to 120 s) until `expected` more records than `before` are stored; prints
+# "<stored>/<expected> in <seconds>s".
+wait_drained() {
+  local before=$1 expected=$2 start=$SECONDS stored=0
+  while :; do
+    stored=$(($(stored_records) - before))
+    if [ "$stored" -ge "$expected" ] || [ $((SECONDS - start)) -ge 120 ]; then break; fi
+    sleep 0.2
+  done
+  echo "$stored/$expected in $((SECONDS - start))s"
+}
 order=()
 for ((round = 1; round <= ROUNDS; round++)); do
   for variant in off on; do
@@ -48,12 +68,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
     wait_ready "$name" "http://127.0.0.1:$port/hello"
     for endpoint in hello bump; do
       run=$endpoint-$name
+      [ "$variant" = on ] && before=$(stored_records)
       if [ "$endpoint" = hello ]; then
         wrk_measure "$run" "http://127.0.0.1:$port/hello"
       else
         wrk_measure "$run" "http://127.0.0.1:$port/bump" -s bench/lua/random_id.lua
       fi
       wrk_parse "$run"
+      [ "$variant" = on ] && drain[$run]=$(wait_drained "$before" "$(wrk_requests "$run")")
       runs["$endpoint $variant"]+="$run "
       order+=("$run")
     done
@@ -63,9 +85,10 @@ done
 
 echo
 echo "record: wrk -t1 -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $ROUNDS rounds, $(nproc) cores"
-printf '%-14s %10s %10s %10s\n' run rps p50_us p99_us
+printf '%-14s %10s %10s %10s  %s\n' run rps p50_us p99_us "records stored after the run"
 for run in "${order[@]}"; do
-  printf '%-14s %10s %10s %10s\n' "$run" "${rps[$run]}" "${p50[$run]}" "${p99[$run]}"
+  printf '%-14s %10s %10s %10s  %s\n' "$run" "${rps[$run]}" "${p50[$run]}" "${p99[$run]}" \
+    "${drain[$run]:-}"
 done
 echo
 json_endpoints=""

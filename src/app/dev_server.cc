@@ -91,6 +91,7 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
     record::RecorderOptions recorder_options;
     recorder_options.conninfo = conninfo;
     recorder_options.spill_dir = dev->project_.root / ".flux" / "spill";
+    recorder_options.background_priority = true;
     dev->recorder_ = std::make_unique<record::Recorder>(std::move(recorder_options));
   }
 

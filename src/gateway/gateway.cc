@@ -55,13 +55,13 @@ Gateway::Execution Gateway::begin(std::string_view method, std::string_view targ
 // own thread).
 void Gateway::capture(Execution& e, const net::HttpRequest& request) const {
   if (recorder_ == nullptr) return;
-  nlohmann::json headers = nlohmann::json::array();
-  for (const net::HttpHeader& h : request.headers) headers.push_back({h.name, h.value});
-  e.request = {{"method", request.method},
-               {"path", e.path},
-               {"query", request.query()},
-               {"headers", std::move(headers)},
-               {"body", request.body.substr(0, kCapturedBodyBytes)}};
+  record::HttpCapture& in = e.request.emplace();
+  in.method = request.method;
+  in.path = e.path;
+  in.query = request.query();
+  in.headers.reserve(request.headers.size());
+  for (const net::HttpHeader& h : request.headers) in.headers.emplace_back(h.name, h.value);
+  in.body = request.body.substr(0, kCapturedBodyBytes);
 }
 
 void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& respond,
@@ -76,11 +76,11 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
   }
   record::ExecutionRecord r;
   r.status = response.status;
-  nlohmann::json headers = nlohmann::json::array();
-  for (const net::HttpHeader& h : response.headers) headers.push_back({h.name, h.value});
-  r.response = {{"status", response.status},
-                {"headers", std::move(headers)},
-                {"body", response.body.substr(0, kCapturedBodyBytes)}};
+  record::HttpCapture& out = r.captured_response.emplace();
+  out.status = response.status;
+  out.headers.reserve(response.headers.size());
+  for (const net::HttpHeader& h : response.headers) out.headers.emplace_back(h.name, h.value);
+  out.body = response.body.substr(0, kCapturedBodyBytes);
   respond(std::move(response));
 
   // The response is on its way: now the record.
@@ -92,13 +92,11 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
   r.path = std::move(e.path);
   r.started_at_us = e.started_at_us;
   r.duration_us = duration_us;
-  r.request = std::move(e.request);
-  record::Span gateway;
+  r.captured_request = std::move(e.request);
+  record::Span gateway;  // its input and output: see record::materialize()
   gateway.id = kGatewaySpan;
   gateway.name = "gateway";
   gateway.duration_us = duration_us;
-  gateway.input = {{"method", r.method}, {"path", r.path}};
-  gateway.output = {{"status", r.status}};
   r.spans.push_back(std::move(gateway));
   if (result != nullptr) {
     if (result->error) {
@@ -115,7 +113,7 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
     r.logs = std::move(result->logs);
   } else if (r.status >= 400) {
     // Refused by the gateway itself (404, 405, 400, 413): its JSON body says why.
-    auto body = nlohmann::json::parse(r.response["body"].get<std::string>(), nullptr, false);
+    auto body = nlohmann::json::parse(out.body, nullptr, false);
     std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
                               ? body["error"].get<std::string>()
                               : "HTTP " + std::to_string(r.status);

@@ -46,7 +46,7 @@ class Gateway final : public net::RequestHandler {
     std::string path;
     std::chrono::steady_clock::time_point start;
     int64_t started_at_us = 0;
-    nlohmann::json request;  // captured only when recording
+    std::optional<record::HttpCapture> request;  // captured only when recording
     std::string function;
   };
   Execution begin(std::string_view method, std::string_view target);

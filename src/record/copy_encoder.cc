@@ -39,7 +39,7 @@ void appendCopyEscaped(std::string& out, std::string_view text) {
   }
 }
 
-// Writes one jsonb column: JSON text from `write`, escaped for COPY.
+// Writes one json column: JSON text from `write`, escaped for COPY.
 template <typename Write>
 void appendJsonColumn(std::string& out, std::string& scratch, Write&& write) {
   scratch.clear();

@@ -225,6 +225,40 @@ RecordSummary RecordSummary::of(const ExecutionRecord& record) {
   return summary;
 }
 
+namespace {
+
+json capturedHeaders(const HttpCapture& capture) {
+  json headers = json::array();
+  for (const auto& [name, value] : capture.headers) headers.push_back({name, value});
+  return headers;
+}
+
+}  // namespace
+
+void materialize(ExecutionRecord& record) {
+  if (!record.captured_request && !record.captured_response) return;
+  if (!record.spans.empty() && record.spans.front().parent == 0) {
+    Span& root = record.spans.front();  // the gateway's
+    if (root.input.is_null()) root.input = {{"method", record.method}, {"path", record.path}};
+    if (root.output.is_null()) root.output = {{"status", record.status}};
+  }
+  if (record.captured_request) {
+    HttpCapture& in = *record.captured_request;
+    record.request = {{"method", std::move(in.method)},
+                      {"path", std::move(in.path)},
+                      {"query", std::move(in.query)},
+                      {"headers", capturedHeaders(in)},
+                      {"body", std::move(in.body)}};
+    record.captured_request.reset();
+  }
+  if (record.captured_response) {
+    HttpCapture& out = *record.captured_response;
+    record.response = {
+        {"status", out.status}, {"headers", capturedHeaders(out)}, {"body", std::move(out.body)}};
+    record.captured_response.reset();
+  }
+}
+
 json toJson(const Span& span) {
   return json{{"id", span.id},
               {"parent", span.parent},

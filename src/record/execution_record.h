@@ -3,7 +3,7 @@
 // journal and logs travel inside it as JSON, so storing an execution costs one write.
 //
 // The JSON shapes written here are the stored shapes: the spill file holds toJson(record) one
-// per line, and the jsonb columns of flux.executions hold the same pieces (`spans` is the array
+// per line, and the json columns of flux.executions hold the same pieces (`spans` is the array
 // of toJson(span), `error` is toJson(error)). Readers (trace, why, replay) parse them with the
 // fromJson functions below, which reject bad input with an error naming the field.
 //
@@ -53,6 +53,19 @@ struct RecordedError {
   bool operator==(const RecordedError&) const = default;
 };
 
+// An HTTP message as the gateway captured it on the request path: raw values, cheap to copy.
+// materialize() turns it into the stored JSON on the recorder's thread.
+struct HttpCapture {
+  std::string method;  // request only
+  std::string path;    // request only
+  std::string query;   // request only
+  int status = 0;      // response only
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;  // capped by the gateway
+
+  bool operator==(const HttpCapture&) const = default;
+};
+
 struct ExecutionRecord {
   std::string id;                        // UUID text, canonical form (the request id)
   std::string kind;                      // "http", "job", "cron", "replay"
@@ -73,9 +86,18 @@ struct ExecutionRecord {
   std::vector<Span> spans;
   nlohmann::json journal = nlohmann::json::array();  // [{kind, value}, ...] in call order
   std::vector<std::string> logs;
+  // Set by the gateway instead of `request` / `response`; see materialize().
+  std::optional<HttpCapture> captured_request;
+  std::optional<HttpCapture> captured_response;
 
   bool operator==(const ExecutionRecord&) const = default;
 };
+
+// Builds what the request path left raw, so that workers pay one copy per record and the JSON
+// is built off the request path: `request` and `response` from the captures (which it
+// clears), and the root (gateway) span's input (request line) and output (status) when they
+// are empty. Does nothing to a record without captures; the recorder calls it first thing.
+void materialize(ExecutionRecord& record);
 
 // The one line `flux tail` shows for an execution.
 struct RecordSummary {

@@ -161,6 +161,46 @@ TEST(ExecutionRecordTest, SummaryIsTheTailLine) {
   EXPECT_FALSE(summaryFromJson({{"id", 1}}));
 }
 
+TEST(ExecutionRecordTest, MaterializeBuildsWhatTheGatewayCapturedRaw) {
+  ExecutionRecord record;
+  record.method = "POST";
+  record.path = "/orders";
+  record.status = 201;
+  record.captured_request =
+      HttpCapture{"POST", "/orders", "a=1", 0, {{"Host", "x"}, {"Cookie", "s=1"}}, "{}"};
+  record.captured_response = HttpCapture{"", "", "", 201, {{"content-type", "text/plain"}}, "ok"};
+  Span root;
+  root.id = 1;
+  root.name = "gateway";
+  Span child;
+  child.id = 2;
+  child.parent = 1;
+  child.name = "orders";
+  record.spans = {root, child};
+
+  materialize(record);
+  EXPECT_EQ(
+      record.request,
+      (json{{"method", "POST"},
+            {"path", "/orders"},
+            {"query", "a=1"},
+            {"headers", json::array({json::array({"Host", "x"}), json::array({"Cookie", "s=1"})})},
+            {"body", "{}"}}));
+  EXPECT_EQ(record.response,
+            (json{{"status", 201},
+                  {"headers", json::array({json::array({"content-type", "text/plain"})})},
+                  {"body", "ok"}}));
+  EXPECT_FALSE(record.captured_request.has_value());
+  EXPECT_FALSE(record.captured_response.has_value());
+  EXPECT_EQ(record.spans[0].input, (json{{"method", "POST"}, {"path", "/orders"}}));
+  EXPECT_EQ(record.spans[0].output, (json{{"status", 201}}));
+  EXPECT_TRUE(record.spans[1].input.is_null());  // only the root's request line is implied
+
+  ExecutionRecord again = record;
+  materialize(again);
+  EXPECT_EQ(again, record);
+}
+
 TEST(ExecutionRecordTest, DumpNeverThrowsOnInvalidUtf8) {
   json value = {{"body", std::string("ok \xff\xfe end")}};
   std::string text = dumpJson(value);

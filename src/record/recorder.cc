@@ -1,6 +1,10 @@
 #include "record/recorder.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <utility>
 
 #include "record/copy_encoder.h"
@@ -106,7 +110,24 @@ RecorderStats Recorder::stats() const {
   return stats;
 }
 
+namespace {
+
+constexpr int kBackgroundNice = 19;
+
+// Best effort: without the right (another user's process, no CAP_SYS_NICE) nothing changes.
+void lowerPriority(pid_t pid) {
+  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(pid), kBackgroundNice);
+}
+
+}  // namespace
+
+void Recorder::prepare(ExecutionRecord& record) {
+  materialize(record);
+  redactor_.apply(record);
+}
+
 void Recorder::run() {
+  if (options_.background_priority) lowerPriority(gettid());
   connectIfDue(ConnectAttempt::kNow);
   spill_waiting_ = spill_.exists();
   next_flush_ = Clock::now() + options_.flush_interval;
@@ -119,7 +140,7 @@ void Recorder::run() {
     // The memory bound: the oldest beyond max_queued go to disk now, whatever PostgreSQL does.
     if (pending_.size() > options_.max_queued) {
       Batch oldest = takeOldest(pending_.size() - options_.max_queued);
-      for (ExecutionRecord& record : oldest) redactor_.apply(record);
+      for (ExecutionRecord& record : oldest) prepare(record);
       if (now >= spill_retry_at_ && spillBatch(oldest)) {
         publish(oldest);
       } else {
@@ -185,7 +206,7 @@ Recorder::Batch Recorder::takeOldest(size_t count) {
 }
 
 bool Recorder::writeBatch(Batch batch, Unwritten unwritten) {
-  for (ExecutionRecord& record : batch) redactor_.apply(record);
+  for (ExecutionRecord& record : batch) prepare(record);
   rejectUnstorable(batch);
   if (batch.empty()) return true;
   if (conn_) {
@@ -399,10 +420,18 @@ void Recorder::connectIfDue(ConnectAttempt attempt) {
     return;
   }
   conn_.emplace(std::move(*conn));
+  if (options_.background_priority) lowerBackendPriority();
   backoff_ = options_.reconnect_min;
   setConnected(true);
   // Records another process (or an earlier one) spilled wait there too.
   spill_waiting_ = spill_waiting_ || spill_.exists();
+}
+
+void Recorder::lowerBackendPriority() {
+  const char* host = PQhost(conn_->get());
+  if (host == nullptr || host[0] != '/') return;  // not a Unix socket: not our machine's process
+  auto pid = conn_->query("SELECT pg_backend_pid()", {});
+  if (pid && *pid) lowerPriority(static_cast<pid_t>(std::atoi((*pid)->c_str())));
 }
 
 void Recorder::disconnect(const Error& error) {

@@ -66,6 +66,11 @@ struct RecorderOptions {
   std::chrono::milliseconds flush_interval{50};
   size_t max_queued = 100000;
   std::string notify_channel = "flux_records";
+  // Serving requests comes first: the recorder thread runs at the lowest CPU priority (nice 19)
+  // and so does its PostgreSQL backend when that runs on this machine (a Unix-socket
+  // connection, e.g. the embedded cluster). Under a burst that saturates the CPU, records wait
+  // (memory, then the spill file) and are written when the CPU frees up.
+  bool background_priority = false;
   RedactionOptions redaction;
   std::chrono::milliseconds reconnect_min{100};  // backoff after a failure, doubling
   std::chrono::milliseconds reconnect_max{5000};
@@ -129,8 +134,12 @@ class Recorder {
   Result<void> storeDeduplicated(const Batch& batch, const std::string* notify_payload);
   Result<size_t> storeOneByOne(const Batch& batch, const std::string* notify_payload);
   Result<void> replayChunk();
+  // Builds the record's JSON from what the request path captured raw, then redacts it.
+  void prepare(ExecutionRecord& record);
   void connectIfDue(ConnectAttempt attempt);
   void disconnect(const Error& error);
+  // Lowers the CPU priority of the connection's backend process (background_priority).
+  void lowerBackendPriority();
   void publish(const Batch& batch);
   void reject(const std::string& line, const Error& error);
   void setError(const Error& error);

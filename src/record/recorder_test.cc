@@ -195,7 +195,7 @@ TEST_F(RecorderTest, SchemaInstallIsIdempotentAndSafeConcurrently) {
   Session session(PostgresEnvironment::conninfo_);
   EXPECT_EQ(session.value("SELECT count(*) FROM pg_indexes WHERE schemaname = 'flux' AND "
                           "tablename = 'executions'"),
-            "4");  // the primary key and three indexes
+            "3");  // the primary key and two indexes
   auto unreachable = installRecordSchema("host=/nonexistent port=1 connect_timeout=1");
   ASSERT_FALSE(unreachable);
   EXPECT_EQ(unreachable.error().code, ErrorCode::kUnavailable);

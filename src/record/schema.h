@@ -1,4 +1,4 @@
-// flux.executions: one row per execution, the span tree, IO journal and logs as jsonb in it, so
+// flux.executions: one row per execution, the span tree, IO journal and logs as json in it, so
 // that recording an execution is one write (COPY of 1,000-row batches sustains 115k-139k rows/s
 // on this machine; ten INSERTs per request only 17k rows/s).
 //
