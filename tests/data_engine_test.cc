@@ -26,6 +26,7 @@
 
 #include "support/flux_process.h"
 #include "support/http_client.h"
+#include "support/postgres_tools.h"
 
 namespace flux::tests {
 namespace {
@@ -36,7 +37,6 @@ using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
 constexpr milliseconds kCommandTimeout{30000};
-constexpr char kPgBin[] = "/usr/lib/postgresql/15/bin";  // PostgreSQL 15, as flux uses
 
 // ---- helpers ----
 
@@ -44,23 +44,6 @@ json parseJson(const std::string& text) {
   json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
   EXPECT_FALSE(parsed.is_discarded()) << "not JSON: " << text;
   return parsed;
-}
-
-// `name` in `preferred` directories first, then on PATH; "" when nowhere.
-std::string findProgram(std::string_view name, const std::vector<fs::path>& preferred) {
-  std::vector<fs::path> dirs = preferred;
-  if (const char* path = std::getenv("PATH")) {
-    std::stringstream list(path);
-    std::string dir;
-    while (std::getline(list, dir, ':')) {
-      if (!dir.empty()) dirs.emplace_back(dir);
-    }
-  }
-  for (const fs::path& dir : dirs) {
-    fs::path candidate = dir / name;
-    if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
-  }
-  return {};
 }
 
 // One request on a new connection; a transport failure is a test failure and a status of 0.
@@ -97,28 +80,6 @@ std::vector<std::string> linesOf(const std::string& text) {
   std::string line;
   while (std::getline(in, line)) lines.push_back(line);
   return lines;
-}
-
-// One SQL command through psql on the project's embedded PostgreSQL, as role postgres over the
-// cluster's unix socket: its unaligned, tuples-only output, or an error with psql's output.
-std::expected<std::string, std::string> psql(const FluxDev& dev, const std::string& sql,
-                                             const std::string& application_name = "flux-e2e") {
-  static const std::string program = findProgram("psql", {kPgBin});
-  if (program.empty())
-    return std::unexpected(std::string("psql not found in ") + kPgBin + " or PATH");
-  auto run = runProgram(
-      program,
-      {.args = {"-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", dev.pgDataDir().string(),
-                "-p", "5432", "-U", "postgres", "-d", "postgres", "-c", sql},
-       .env = {{"PGAPPNAME", application_name}, {"PGOPTIONS", ""}},
-       .cwd = dev.root()},
-      kCommandTimeout);
-  if (!run) return std::unexpected(run.error());
-  if (run->first != 0) {
-    return std::unexpected("psql exited " + std::to_string(run->first) + " for `" + sql + "`:\n" +
-                           run->second);
-  }
-  return run->second;
 }
 
 // A query whose one row and column is a JSON value; null when it returns no row.
@@ -1076,63 +1037,6 @@ TEST_F(DataEngineTest, ColumnAddedWhileRunningIsWritable) {
 
 // ---- 8. PostgreSQL going away and coming back (its own flux dev) ----
 
-// The arguments of the postmaster's command line as postmaster.opts records them
-// (`/path/postgres "-D" "/dir" "-c" "name=value" ...`), without the binary and -D <dir>.
-std::vector<std::string> postmasterOptions(const std::string& opts) {
-  std::vector<std::string> args;
-  std::string text = opts;
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  size_t at = text.find(" \"");
-  if (at == std::string::npos || text.back() != '"') return args;
-  text = text.substr(at + 2, text.size() - at - 3);
-  size_t from = 0;
-  for (;;) {
-    size_t end = text.find("\" \"", from);
-    args.push_back(text.substr(from, end == std::string::npos ? std::string::npos : end - from));
-    if (end == std::string::npos) break;
-    from = end + 3;
-  }
-  for (size_t i = 0; i + 1 < args.size(); ++i) {
-    if (args[i] == "-D") {
-      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
-                 args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
-      break;
-    }
-  }
-  return args;
-}
-
-// One word for /bin/sh, which pg_ctl runs the server through.
-std::string shellQuote(const std::string& word) {
-  std::string out = "'";
-  for (char c : word) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out + "'";
-}
-
-// pg_ctl as the user that runs the cluster: `postgres` when we are root (as flux does).
-std::expected<std::string, std::string> pgCtl(const FluxDev& dev, std::vector<std::string> args) {
-  std::string pg_ctl = (fs::path(kPgBin) / "pg_ctl").string();
-  std::string program = pg_ctl;
-  if (geteuid() == 0) {
-    program = findProgram("runuser", {"/usr/sbin", "/sbin"});
-    if (program.empty()) return std::unexpected("runuser not found");
-    args.insert(args.begin(), {"-u", "postgres", "--", pg_ctl});
-  }
-  auto run =
-      runProgram(program, {.args = std::move(args), .env = {}, .cwd = dev.root()}, kCommandTimeout);
-  if (!run) return std::unexpected(run.error());
-  if (run->first != 0) {
-    return std::unexpected("pg_ctl exited " + std::to_string(run->first) + ":\n" + run->second);
-  }
-  return run->second;
-}
-
 TEST(DataEngineRecoveryTest, PostgresGoingAwayIs503AndTheServerRecovers) {
   FluxDev dev;
   dev.project().writeFile("migrations/001_init.sql",
@@ -1157,13 +1061,8 @@ export default async function handler(req: Request, ctx: any) {
   ASSERT_EQ(request(dev.port(), "POST", "/ping").status, 200);
 
   fs::path data_dir = dev.pgDataDir();
-  std::vector<std::string> options = postmasterOptions(readFile(data_dir / "postmaster.opts"));
-  ASSERT_FALSE(options.empty()) << readFile(data_dir / "postmaster.opts");
-  std::string option_words;
-  for (const std::string& o : options)
-    option_words += (option_words.empty() ? "" : " ") + shellQuote(o);
-
-  auto stopped = pgCtl(dev, {"stop", "-D", data_dir.string(), "-m", "fast", "-w"});
+  ClusterControl cluster(dev);
+  auto stopped = cluster.stop();
   ASSERT_TRUE(stopped) << stopped.error();
 
   // Every db request answers 503 at once (both workers), while other functions keep working.
@@ -1181,9 +1080,7 @@ export default async function handler(req: Request, ctx: any) {
                                {{"authorization", "Bearer " + token}}, {}, milliseconds(5000));
   EXPECT_EQ(admin.status, 503) << admin.body;
 
-  auto restarted =
-      pgCtl(dev, {"start", "-D", data_dir.string(), "-l",
-                  (dev.root() / ".flux" / "pg.log").string(), "-w", "-o", option_words});
+  auto restarted = cluster.start();
   ASSERT_TRUE(restarted) << restarted.error();
 
   // Back within ~10 s: several successes in a row, so both workers' pools are up again.

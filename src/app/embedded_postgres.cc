@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "app/subprocess.h"
+#include "base/shell.h"
 
 namespace flux::app {
 namespace {
@@ -92,19 +93,6 @@ std::string fnv1aHex(const std::string& text) {
   char buffer[17];
   std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(hash));
   return buffer;
-}
-
-// Single-quotes a word for /bin/sh: pg_ctl runs the server through `sh -c` with the -o options.
-std::string shellQuote(const std::string& word) {
-  std::string out = "'";
-  for (char c : word) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
 }
 
 // Quotes a libpq conninfo value when it needs it (spaces, quotes, backslashes).

@@ -17,12 +17,12 @@ RequestId RequestId::generate(Clock& clock, Random& random) {
 
 std::string RequestId::toString() const {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(36);
+  std::string out(36, '-');
+  size_t at = 0;
   for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
-    out.push_back(kHex[bytes_[i] >> 4]);
-    out.push_back(kHex[bytes_[i] & 0xf]);
+    if (i == 4 || i == 6 || i == 8 || i == 10) ++at;  // the dashes are in place already
+    out[at++] = kHex[bytes_[i] >> 4];
+    out[at++] = kHex[bytes_[i] & 0xf];
   }
   return out;
 }

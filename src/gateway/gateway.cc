@@ -66,10 +66,11 @@ void Gateway::capture(Execution& e, const net::HttpRequest& request) const {
 
 void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& respond,
                     runtime::InvocationResult* result) {
-  response.headers.push_back({"x-request-id", e.id.toString()});
+  std::string id_text = e.id.toString();
+  response.headers.push_back({"x-request-id", id_text});
   auto elapsed = clock_.steadyNow() - e.start;
   log_.write(fmt::format("{} {} {} {} req:{}", e.method, e.path, response.status,
-                         formatDuration(elapsed), e.id.shortForm()));
+                         formatDuration(elapsed), std::string_view(id_text).substr(28)));
   if (recorder_ == nullptr) {
     respond(std::move(response));
     return;
@@ -85,7 +86,7 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
 
   // The response is on its way: now the record.
   int64_t duration_us = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
-  r.id = e.id.toString();
+  r.id = std::move(id_text);
   r.kind = "http";
   r.function = std::move(e.function);
   r.method = std::move(e.method);

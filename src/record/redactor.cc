@@ -180,19 +180,21 @@ void Redactor::redactHeaders(json& headers) const {
   }
 }
 
-void Redactor::redactValue(json& value) const {
+void Redactor::redactValue(json& value, std::string_view parent_key) const {
   if (value.is_object()) {
     for (auto& [key, item] : value.items()) {
-      if (isSecretHeader(key)) {  // covers the field rule too
+      // A field counts with its parent's name too: {"card": {"number": ...}} is a card number.
+      if (isSecretHeader(key) ||
+          (!parent_key.empty() && isSecretField(std::string(parent_key) + key))) {
         redact(item);
       } else if (lowerCase(key) == "headers") {
         redactHeaders(item);
       } else {
-        redactValue(item);
+        redactValue(item, key);
       }
     }
   } else if (value.is_array()) {
-    for (json& item : value) redactValue(item);
+    for (json& item : value) redactValue(item, parent_key);
   }
 }
 

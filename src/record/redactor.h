@@ -66,7 +66,8 @@ class Redactor {
   const RedactionOptions& options() const { return options_; }
 
  private:
-  void redactValue(nlohmann::json& value) const;
+  // `parent_key`: the key `value` sits under, if any (a field is matched with it prefixed).
+  void redactValue(nlohmann::json& value, std::string_view parent_key = {}) const;
   void redactString(std::string& text, std::string_view content_type) const;
 
   RedactionOptions options_;

@@ -52,8 +52,13 @@ TEST(RedactorTest, NestedBodyFieldsCaseInsensitiveAndByContainment) {
                  {"cvv", 123},
                  {"tokens", json::array({"a"})},
                  {"nickname", "pw"}}},
-               {"items", json::array({{{"name", "tea"}, {"secret", "s"}}, "plain"})}};
+               {"items", json::array({{{"name", "tea"}, {"secret", "s"}}, "plain"})},
+               {"card", {{"number", "4242"}, {"exp_month", 12}}},
+               {"order", {{"number", 17}}}};
   redactor.redactBody(body);
+  EXPECT_EQ(body["card"]["number"], kRedacted);  // with its parent's name: a card number
+  EXPECT_EQ(body["card"]["exp_month"], 12);
+  EXPECT_EQ(body["order"]["number"], 17);
   EXPECT_EQ(body["user"], "ann");
   EXPECT_EQ(body["Password"], kRedacted);
   EXPECT_EQ(body["profile"]["api_token"], kRedacted);
