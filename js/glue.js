@@ -1,10 +1,13 @@
 // The runtime's JS glue: installs the Web APIs a handler sees on globalThis and returns the
 // entry points the host calls (dispatch, fireTimer). Bundled by esbuild into the flux binary
 // and run once in every function context. `host` holds the native functions (host_api.cc).
+import { AbortController, AbortSignal } from "./abort.js";
 import { installConsole } from "./console.js";
 import { DOMException } from "./dom_exception.js";
 import { DatabaseError, makeDb } from "./db.js";
 import { installEncoding } from "./encoding.js";
+import { Event, EventTarget } from "./events.js";
+import { makeFetch } from "./fetch.js";
 import { Headers, Request, Response, HttpError } from "./http.js";
 import { installTimers } from "./timers.js";
 import { makeUrlClasses } from "./url.js";
@@ -26,6 +29,11 @@ export function install(host, env) {
   define("Headers", Headers);
   define("Request", Request);
   define("Response", Response);
+  define("Event", Event);
+  define("EventTarget", EventTarget);
+  define("AbortController", AbortController);
+  define("AbortSignal", AbortSignal);
+  define("fetch", makeFetch(host));
   const console = installConsole(define, host);
   const timers = installTimers(define, host, console);
   define("structuredClone", (value) => {
@@ -63,11 +71,7 @@ export function install(host, env) {
       return view;
     },
     randomUUID() {
-      const bytes = crypto.getRandomValues(new Uint8Array(16));
-      bytes[6] = (bytes[6] & 0x0f) | 0x40;
-      bytes[8] = (bytes[8] & 0x3f) | 0x80;
-      const hex = Array.from(bytes, (x) => x.toString(16).padStart(2, "0")).join("");
-      return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+      return host.randomUUID();
     },
   };
   define("crypto", crypto);
@@ -81,6 +85,32 @@ export function install(host, env) {
     return { [kDefinition]: true, name: definition.name, handler: definition.handler };
   }
 
+  // ctx.span(name, fn): a span of the user's around fn; the spans fn starts (db, fetch,
+  // nested ctx.span) are its children, also after `await`. Resolves to fn's value; an error
+  // fn throws or rejects with is recorded on the span and passed on.
+  function span(slot, name, fn) {
+    if (typeof fn !== "function") throw new TypeError("ctx.span(name, fn): fn must be a function");
+    const index = host.spanEnter(slot, String(name));
+    let result;
+    try {
+      result = fn();
+    } catch (error) {
+      host.spanLeave(slot, index);
+      host.spanEnd(slot, index, true, error);
+      return Promise.reject(error);
+    }
+    host.spanLeave(slot, index);
+    return Promise.resolve(result).then(
+      (value) => {
+        host.spanEnd(slot, index, false);
+        return value;
+      },
+      (error) => {
+        host.spanEnd(slot, index, true, error);
+        throw error;
+      });
+  }
+
   function makeCtx(slot, requestId, params) {
     let db;
     return {
@@ -88,6 +118,7 @@ export function install(host, env) {
       params,
       env: frozenEnv,
       log: (...args) => console.log(...args),
+      span: (name, fn) => span(slot, name, fn),
       get db() {
         return (db ??= makeDb(host, slot));
       },

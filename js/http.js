@@ -171,12 +171,24 @@ class Body {
 
 const kFromHost = Symbol("fromHost");
 const kMethods = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"];
+const kRedirectModes = ["follow", "error", "manual"];
+
+function normalizeMethod(method) {
+  const m = String(method);
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(m)) throw new TypeError(`invalid method: "${m}"`);
+  const upper = m.toUpperCase();
+  if (upper === "CONNECT" || upper === "TRACE" || upper === "TRACK") {
+    throw new TypeError(`method ${upper} is not allowed`);
+  }
+  return kMethods.includes(upper) ? upper : m;
+}
 
 export class Request extends Body {
   #url;
   #method;
   #headers;
   #signal;
+  #redirect;
   constructor(input, init = {}) {
     super();
     if (input === kFromHost) {
@@ -184,25 +196,31 @@ export class Request extends Body {
       this.#method = init.method;
       this.#headers = Headers._fromFlat(init.flatHeaders);
       this.#signal = null;
+      this.#redirect = "follow";
       this._initBody(init.body ? new Uint8Array(init.body) : null);
       return;
     }
+    init = init ?? {};
     if (input instanceof Request) {
       this.#url = input.url;
-      this.#method = input.method;
+      this.#method = init.method !== undefined ? normalizeMethod(init.method) : input.method;
       this.#headers = new Headers(init.headers ?? input.headers);
       this._initBody(init.body !== undefined ? extractBody(init.body, this.#headers) : input._bodyForHost());
     } else {
       this.#url = new globalThis.URL(String(input)).href;
-      const m = init.method ? String(init.method) : "GET";
-      this.#method = kMethods.includes(m.toUpperCase()) ? m.toUpperCase() : m;
+      this.#method = init.method ? normalizeMethod(init.method) : "GET";
       this.#headers = new Headers(init.headers);
-      if (init.body !== undefined && init.body !== null && (this.#method === "GET" || this.#method === "HEAD")) {
-        throw new TypeError("Request with GET/HEAD method cannot have body");
-      }
       this._initBody(extractBody(init.body, this.#headers));
     }
-    this.#signal = init.signal ?? null;
+    if (this._bodyForHost() !== null && (this.#method === "GET" || this.#method === "HEAD")) {
+      throw new TypeError("Request with GET/HEAD method cannot have body");
+    }
+    this.#signal = init.signal !== undefined ? init.signal : input instanceof Request ? input.signal : null;
+    const redirect = init.redirect ?? (input instanceof Request ? input.redirect : "follow");
+    if (!kRedirectModes.includes(redirect)) {
+      throw new TypeError(`Request: redirect must be "follow", "error" or "manual", not "${redirect}"`);
+    }
+    this.#redirect = redirect;
   }
   // The host's request: the body arrives as an ArrayBuffer (or undefined), headers flat.
   static _fromHost(method, url, flatHeaders, body) {
@@ -220,6 +238,9 @@ export class Request extends Body {
   get signal() {
     return this.#signal;
   }
+  get redirect() {
+    return this.#redirect;
+  }
   clone() {
     return new Request(this);
   }
@@ -229,8 +250,23 @@ export class Response extends Body {
   #status;
   #statusText;
   #headers;
+  #url = "";
+  #redirected = false;
+  #type = "default";
   constructor(body = null, init = {}) {
     super();
+    if (body === kFromHost) {
+      // fetch()'s answer: [status, statusText, headers [k, v, ...], Uint8Array, url, redirected]
+      const [status, statusText, flatHeaders, bytes, url, redirected] = init;
+      this.#status = status;
+      this.#statusText = statusText;
+      this.#headers = Headers._fromFlat(flatHeaders);
+      this.#url = url;
+      this.#redirected = redirected;
+      this.#type = "basic";
+      this._initBody(bytes);
+      return;
+    }
     const status = init.status === undefined ? 200 : Number(init.status);
     if (!Number.isInteger(status) || status < 200 || status > 599) {
       throw new RangeError(`Response: status ${init.status} is not in the range 200 to 599`);
@@ -248,6 +284,24 @@ export class Response extends Body {
   static redirect(url, status = 302) {
     if (![301, 302, 303, 307, 308].includes(status)) throw new RangeError("invalid redirect status");
     return new Response(null, { status, headers: { location: new globalThis.URL(url).href } });
+  }
+  static _fromFetch(parts) {
+    return new Response(kFromHost, parts);
+  }
+  static error() {
+    const r = new Response(null, { status: 200 });
+    r.#status = 0;
+    r.#type = "error";
+    return r;
+  }
+  get url() {
+    return this.#url;
+  }
+  get redirected() {
+    return this.#redirected;
+  }
+  get type() {
+    return this.#type;
   }
   get status() {
     return this.#status;

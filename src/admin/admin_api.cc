@@ -49,14 +49,16 @@ bool bearerTokenMatches(std::string_view authorization, std::string_view token) 
   return difference == 0;
 }
 
-enum class Route { kStateHistory, kStateBlame, kRecord, kRecordList };
+enum class Route { kStateHistory, kStateBlame, kRecord, kRecordList, kRecordStream };
 
 constexpr std::string_view kRecordsPath = "/_flux/records";
+constexpr std::string_view kRecordStreamPath = "/_flux/records/stream";
 
 std::optional<Route> routeOf(std::string_view path) {
   if (path == "/_flux/state/history") return Route::kStateHistory;
   if (path == "/_flux/state/blame") return Route::kStateBlame;
   if (path == kRecordsPath) return Route::kRecordList;
+  if (path == kRecordStreamPath) return Route::kRecordStream;
   if (path.starts_with(kRecordsPath) && path.size() > kRecordsPath.size() &&
       path[kRecordsPath.size()] == '/' &&
       path.find('/', kRecordsPath.size() + 1) == std::string_view::npos) {
@@ -142,9 +144,19 @@ struct AdminApi::Impl {
   };
   using Step = void (Impl::*)(uint64_t id, Result<data::QueryResult> result);
 
-  Impl(boost::asio::io_context& loop, std::string token, data::PoolOptions database)
-      : token_(std::move(token)), pool_(loop, withSize(std::move(database))) {}
-  ~Impl() { alive_.reset(); }
+  Impl(boost::asio::io_context& loop, std::string token, data::PoolOptions database,
+       RecordFeed* feed, RecordStreamOptions stream_options)
+      : loop_(loop),
+        token_(std::move(token)),
+        pool_(loop, withSize(std::move(database))),
+        feed_(feed),
+        stream_options_(stream_options) {}
+  ~Impl() {
+    alive_.reset();
+    // Before the pool goes: the streams' reads hold its connections.
+    auto streams = std::move(streams_);
+    for (auto& [id, stream] : streams) stream->shutdown();
+  }
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
 
@@ -154,6 +166,8 @@ struct AdminApi::Impl {
   }
 
   void handle(net::HttpRequest request, net::Responder respond);
+  // GET /_flux/records/stream: a RecordStream of its own until the client goes.
+  void startStream(RecordStreamRequest request, net::Responder respond);
   void onLease(uint64_t id, Result<data::PgLease> lease);
   void onTableInfo(uint64_t id, Result<data::QueryResult> result);
   void onMutations(uint64_t id, Result<data::QueryResult> result);
@@ -179,11 +193,16 @@ struct AdminApi::Impl {
     return it == calls_.end() ? nullptr : it->second.get();
   }
 
+  boost::asio::io_context& loop_;
   std::string token_;
   data::PgPool pool_;
+  RecordFeed* feed_;
+  RecordStreamOptions stream_options_;
   // Declared after pool_ so that the calls' leases go back before the pool is destroyed.
   std::unordered_map<uint64_t, std::unique_ptr<Call>> calls_;
   uint64_t next_call_ = 0;
+  std::unordered_map<uint64_t, std::shared_ptr<RecordStream>> streams_;
+  uint64_t next_stream_ = 0;
   // Shared only for its weak_ptrs: callbacks from the pool and its connections check through
   // them whether this object was destroyed meanwhile.
   std::shared_ptr<char> alive_ = std::make_shared<char>();
@@ -201,13 +220,18 @@ void AdminApi::Impl::handle(net::HttpRequest request, net::Responder respond) {
     return respond(errorResponse(
         404, "no admin endpoint at " + std::string(request.path()) +
                  ": the admin API has GET /_flux/state/history, GET /_flux/state/blame, GET "
-                 "/_flux/records and GET /_flux/records/<id>"));
+                 "/_flux/records, GET /_flux/records/stream and GET /_flux/records/<id>"));
   }
   if (request.method != "GET") {
     net::HttpResponse response =
         errorResponse(405, std::string(request.path()) + " takes GET, not " + request.method);
     response.headers.push_back({"allow", "GET"});
     return respond(std::move(response));
+  }
+  if (*route == Route::kRecordStream) {
+    auto stream_request = parseRecordStreamRequest(request.query());
+    if (!stream_request) return respond(errorResponse(400, stream_request.error().message));
+    return startStream(std::move(*stream_request), std::move(respond));
   }
   auto call = std::make_unique<Call>();
   call->respond = std::move(respond);
@@ -231,6 +255,22 @@ void AdminApi::Impl::handle(net::HttpRequest request, net::Responder respond) {
   if (!parsed) return call->respond(errorResponse(400, parsed.error().message));
   call->request = std::move(*parsed);
   start(std::move(call), &Impl::onLease);
+}
+
+void AdminApi::Impl::startStream(RecordStreamRequest request, net::Responder respond) {
+  if (feed_ == nullptr) {
+    // Not a passing condition (503): the server was started so.
+    return respond(errorResponse(
+        501, "this server has no live stream of records: recording is off (FLUX_RECORD=off)"));
+  }
+  uint64_t id = ++next_stream_;
+  auto stream = std::make_shared<RecordStream>(loop_, pool_, *feed_, std::move(request),
+                                               stream_options_, std::move(respond),
+                                               [this, alive = std::weak_ptr<char>(alive_), id] {
+                                                 if (!alive.expired()) streams_.erase(id);
+                                               });
+  streams_.emplace(id, stream);
+  stream->start();
 }
 
 void AdminApi::Impl::start(std::unique_ptr<Call> call,
@@ -427,8 +467,10 @@ void AdminApi::Impl::finish(uint64_t id, net::HttpResponse response) {
   respond(std::move(response));
 }
 
-AdminApi::AdminApi(boost::asio::io_context& loop, std::string token, data::PoolOptions database)
-    : impl_(std::make_unique<Impl>(loop, std::move(token), std::move(database))) {}
+AdminApi::AdminApi(boost::asio::io_context& loop, std::string token, data::PoolOptions database,
+                   RecordFeed* feed, RecordStreamOptions stream_options)
+    : impl_(std::make_unique<Impl>(loop, std::move(token), std::move(database), feed,
+                                   stream_options)) {}
 
 AdminApi::~AdminApi() = default;
 

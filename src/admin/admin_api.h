@@ -6,12 +6,15 @@
 //   GET /_flux/state/blame?table=users&id=42
 //   GET /_flux/records/<id, prefix, req:handle or handle>   a record and its mutations
 //   GET /_flux/records?since=&after=&limit=&fn=&status=&errors_only=&path=&kind=&method=
+//   GET /_flux/records/stream?since=&fn=&status=&errors_only=&path=&kind=&method=
+//       Server-Sent Events: the past records since `since`, then live ones (record_stream.h)
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <memory>
 #include <string>
 
+#include "admin/record_stream.h"
 #include "data/pg_pool.h"
 #include "net/http_message.h"
 
@@ -19,7 +22,10 @@ namespace flux::admin {
 
 class AdminApi final : public net::RequestHandler {
  public:
-  AdminApi(boost::asio::io_context& loop, std::string token, data::PoolOptions database);
+  // `feed`: the process's RecordFeed, which must outlive this object; without one (recording
+  // off) the stream endpoint answers 503.
+  AdminApi(boost::asio::io_context& loop, std::string token, data::PoolOptions database,
+           RecordFeed* feed = nullptr, RecordStreamOptions stream_options = {});
   ~AdminApi() override;
 
   // Takes requests whose path starts with /_flux/.

@@ -2,9 +2,6 @@
 // stored by the real Recorder, mutations in the real flux.state_mutations, answers from the
 // real AdminApi on an io_context. The query logic alone is tested in record_queries_test.cc.
 #include <gtest/gtest.h>
-#include <libpq-fe.h>
-#include <stdlib.h>
-#include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
@@ -14,11 +11,9 @@
 #include <thread>
 
 #include "admin/admin_api.h"
-#include "app/embedded_postgres.h"
-#include "data/mutation_log.h"
+#include "admin/test_cluster.h"
 #include "record/execution_record.h"
 #include "record/recorder.h"
-#include "record/schema.h"
 
 namespace flux::admin {
 namespace {
@@ -37,25 +32,7 @@ constexpr const char* kSignup = "019cd81c-0001-7000-8000-00004f9a3b2c";
 constexpr const char* kEmailJob = "019cd81c-0002-7000-8000-1111550e8400";
 constexpr const char* kUsersGet = "019cd81c-0003-7000-8000-0000a3c91ef0";
 
-fs::path makeTempDir(const char* prefix) {
-  std::string pattern = std::string("/tmp/") + prefix + "-XXXXXX";
-  char* made = mkdtemp(pattern.data());
-  if (made == nullptr) std::abort();  // no temp dir: nothing below can work
-  // The server runs as the `postgres` user when the tests run as root: it must traverse this.
-  chmod(made, 0755);
-  return made;
-}
-
-void exec(const std::string& conninfo, const std::string& sql) {
-  PGconn* conn = PQconnectdb(conninfo.c_str());
-  ASSERT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
-  PGresult* result = PQexec(conn, sql.c_str());
-  EXPECT_TRUE(PQresultStatus(result) == PGRES_COMMAND_OK ||
-              PQresultStatus(result) == PGRES_TUPLES_OK)
-      << sql << ": " << PQresultErrorMessage(result);
-  PQclear(result);
-  PQfinish(conn);
-}
+using testing::exec;
 
 record::Span span(uint32_t id, uint32_t parent, std::string name, int64_t start_us,
                   int64_t duration_us, record::SpanStatus status = record::SpanStatus::kOk,
@@ -110,24 +87,19 @@ std::vector<record::ExecutionRecord> records() {
 }
 
 // The cluster, the record and mutation log tables, and the fixture's rows, once per binary.
-class RecordsEnvironment : public ::testing::Environment {
+class RecordsEnvironment : public testing::TestCluster {
  public:
+  RecordsEnvironment() : TestCluster("flux-admin-records-test") {}
   void SetUp() override {
-    dir_ = makeTempDir("flux-admin-records-test");
-    auto pg = app::EmbeddedPostgres::start(dir_ / ".flux");
-    ASSERT_TRUE(pg) << "cannot start PostgreSQL for the tests: " << pg.error().toString();
-    pg_ = std::move(*pg);
-    conninfo_ = pg_->connectionString();
-    auto schema = record::installRecordSchema(conninfo_);
-    ASSERT_TRUE(schema) << schema.error().toString();
-    auto log = data::installMutationLog(conninfo_, data::CaptureChoice::kPlpgsqlOnly);
-    ASSERT_TRUE(log) << log.error().toString();
+    TestCluster::SetUp();
+    if (::testing::Test::HasFatalFailure()) return;
+    conninfo_ = conninfo();
     exec(conninfo_, "CREATE TABLE public.users (id bigint PRIMARY KEY, email text, plan text)");
 
     {
       record::RecorderOptions options;
       options.conninfo = conninfo_;
-      options.spill_dir = dir_ / "spill";
+      options.spill_dir = dir() / "spill";
       fs::create_directories(options.spill_dir);
       record::Recorder recorder(options);
       for (record::ExecutionRecord& r : records()) recorder.submit(std::move(r));
@@ -151,14 +123,6 @@ class RecordsEnvironment : public ::testing::Environment {
                         R"sql(', 'public', 'users', '42', 'INSERT', NULL,
          '{"id": 42, "email": "a@b.com", "plan": "free"}', '{email,id,plan}', false, 1))sql");
   }
-  void TearDown() override {
-    pg_.reset();  // stops the server before its directory goes
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  static inline fs::path dir_;
-  static inline std::unique_ptr<app::EmbeddedPostgres> pg_;
   static inline std::string conninfo_;
 };
 

@@ -6,7 +6,7 @@
 #include <chrono>
 #include <map>
 
-#include "admin/state_queries.h"
+#include "admin/query_string.h"
 #include "record/execution_record.h"
 
 namespace flux::admin {
@@ -201,11 +201,6 @@ bool parseDigits(std::string_view text, size_t at, size_t count, int& value) {
 
 std::unexpected<Error> badParameter(std::string message) {
   return fail(ErrorCode::kInvalidArgument, std::move(message));
-}
-
-bool isTrue(std::string_view value) { return value == "1" || value == "true" || value == "yes"; }
-bool isFalse(std::string_view value) {
-  return value.empty() || value == "0" || value == "false" || value == "no";
 }
 
 }  // namespace
@@ -549,63 +544,23 @@ Result<int64_t> parseTimestamp(std::string_view text) {
   return duration_cast<microseconds>(utc.time_since_epoch()).count() + fraction_us;
 }
 
-Result<RecordListRequest> parseRecordListRequest(std::string_view query) {
-  auto params = parseQueryString(query);
-  if (!params) return std::unexpected(params.error());
+namespace {
 
-  // Aliases take the name the CLI's --filter keys use.
-  static const std::map<std::string, std::string, std::less<>> kNames = {
-      {"since", "since"},
-      {"after", "after"},
-      {"limit", "limit"},
-      {"fn", "fn"},
-      {"function", "fn"},
-      {"status", "status"},
-      {"errors_only", "errors_only"},
-      {"path", "path"},
-      {"kind", "kind"},
-      {"type", "kind"},
-      {"method", "method"}};
-  std::map<std::string, std::string, std::less<>> given;
-  for (auto& [name, value] : *params) {
-    auto known = kNames.find(name);
-    if (known == kNames.end()) continue;  // others are ignored
-    if (given.contains(known->second)) {
-      return badParameter("'" + known->second + "' is given twice: pass it once");
-    }
-    if (value.size() > kMaxFilterBytes || value.find('\0') != std::string::npos) {
-      return badParameter("'" + name + "' must be text of at most 2048 bytes without NUL");
-    }
-    given.emplace(known->second, std::move(value));
-  }
+// Filter names as the API takes them (aliases take the name the CLI's --filter keys use).
+const std::map<std::string_view, std::string_view> kFilterNames = {
+    {"fn", "fn"},     {"function", "fn"}, {"status", "status"}, {"errors_only", "errors_only"},
+    {"path", "path"}, {"kind", "kind"},   {"type", "kind"},     {"method", "method"}};
 
-  RecordListRequest request;
-  if (auto it = given.find("since"); it != given.end()) {
-    auto since = parseTimestamp(it->second);
-    if (!since) return std::unexpected(since.error());
-    request.since_us = *since;
-  }
-  if (auto it = given.find("after"); it != given.end()) {
-    if (!record::isCanonicalUuid(it->second)) {
-      return badParameter("after must be a full request id (8-4-4-4-12 hex digits), not '" +
-                          it->second.substr(0, 40) + "'");
-    }
-    std::string id;
-    for (char c : it->second) id.push_back(lower(c));
-    request.after = std::move(id);
-  }
-  if (auto it = given.find("limit"); it != given.end()) {
-    int value = 0;
-    const std::string& text = it->second;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || ptr != text.data() + text.size() || value < 1 ||
-        value > kMaxRecordLimit) {
-      return badParameter("limit must be a whole number from 1 to 1000, not '" + text + "'");
-    }
-    request.limit = value;
-  }
+std::map<std::string_view, std::string_view> withFilterNames(
+    std::initializer_list<std::pair<const std::string_view, std::string_view>> others) {
+  std::map<std::string_view, std::string_view> names = kFilterNames;
+  names.insert(others);
+  return names;
+}
+
+Result<void> parseFilter(const Parameters& given, RecordFilter& filter) {
   if (auto it = given.find("fn"); it != given.end() && !it->second.empty()) {
-    request.function = it->second;
+    filter.function = it->second;
   }
   if (auto it = given.find("status"); it != given.end() && !it->second.empty()) {
     const std::string& text = it->second;
@@ -614,21 +569,21 @@ Result<RecordListRequest> parseRecordListRequest(std::string_view query) {
     int value = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (is_class) {
-      request.status_low = (text[0] - '0') * 100;
-      request.status_high = *request.status_low + 99;
+      filter.status_low = (text[0] - '0') * 100;
+      filter.status_high = *filter.status_low + 99;
     } else if (ec == std::errc() && ptr == text.data() + text.size() && value >= 0 &&
                value <= 999) {
-      request.status_low = value;
-      request.status_high = value;
+      filter.status_low = value;
+      filter.status_high = value;
     } else {
       return badParameter("status must be a status code (500) or a class (5xx), not '" +
                           text.substr(0, 40) + "'");
     }
   }
   if (auto it = given.find("errors_only"); it != given.end()) {
-    if (isTrue(it->second)) {
-      request.errors_only = true;
-    } else if (!isFalse(it->second)) {
+    if (isTrueFlag(it->second)) {
+      filter.errors_only = true;
+    } else if (!isFalseFlag(it->second)) {
       return badParameter("errors_only must be 1 or 0, not '" + it->second.substr(0, 40) + "'");
     }
   }
@@ -636,16 +591,16 @@ Result<RecordListRequest> parseRecordListRequest(std::string_view query) {
     std::string path = it->second;
     if (path.back() == '*') {
       path.pop_back();
-      request.path_is_prefix = true;
+      filter.path_is_prefix = true;
     }
-    request.path = std::move(path);
+    filter.path = std::move(path);
   }
   if (auto it = given.find("kind"); it != given.end() && !it->second.empty()) {
     if (!record::isExecutionKind(it->second)) {
       return badParameter("kind must be one of http, job, cron, replay, not '" +
                           it->second.substr(0, 40) + "'");
     }
-    request.kind = it->second;
+    filter.kind = it->second;
   }
   if (auto it = given.find("method"); it != given.end() && !it->second.empty()) {
     std::string method;
@@ -656,52 +611,174 @@ Result<RecordListRequest> parseRecordListRequest(std::string_view query) {
       }
       method.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
     }
-    request.method = std::move(method);
+    filter.method = std::move(method);
   }
+  return {};
+}
+
+Result<std::optional<int64_t>> parseSince(const Parameters& given) {
+  auto it = given.find("since");
+  if (it == given.end()) return std::optional<int64_t>();
+  auto since = parseTimestamp(it->second);
+  if (!since) return std::unexpected(since.error());
+  return std::optional<int64_t>(*since);
+}
+
+}  // namespace
+
+Result<RecordListRequest> parseRecordListRequest(std::string_view query) {
+  auto given = knownParameters(
+      query, withFilterNames({{"since", "since"}, {"after", "after"}, {"limit", "limit"}}),
+      kMaxFilterBytes);
+  if (!given) return std::unexpected(given.error());
+
+  RecordListRequest request;
+  auto since = parseSince(*given);
+  if (!since) return std::unexpected(since.error());
+  request.since_us = *since;
+  if (auto it = given->find("after"); it != given->end()) {
+    if (!record::isCanonicalUuid(it->second)) {
+      return badParameter("after must be a full request id (8-4-4-4-12 hex digits), not '" +
+                          it->second.substr(0, 40) + "'");
+    }
+    std::string id;
+    for (char c : it->second) id.push_back(lower(c));
+    request.after = std::move(id);
+  }
+  if (auto it = given->find("limit"); it != given->end()) {
+    int value = 0;
+    const std::string& text = it->second;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || ptr != text.data() + text.size() || value < 1 ||
+        value > kMaxRecordLimit) {
+      return badParameter("limit must be a whole number from 1 to 1000, not '" + text + "'");
+    }
+    request.limit = value;
+  }
+  if (auto ok = parseFilter(*given, request); !ok) return std::unexpected(ok.error());
   return request;
 }
 
-SqlQuery recordListQuery(const RecordListRequest& request) {
-  data::QueryParams params;
-  auto param = [&params](std::string value) {
-    params.push_back(std::move(value));
-    return "$" + std::to_string(params.size());
+Result<RecordStreamRequest> parseRecordStreamRequest(std::string_view query) {
+  auto given = knownParameters(query, withFilterNames({{"since", "since"}}), kMaxFilterBytes);
+  if (!given) return std::unexpected(given.error());
+  RecordStreamRequest request;
+  auto since = parseSince(*given);
+  if (!since) return std::unexpected(since.error());
+  request.since_us = *since;
+  if (auto ok = parseFilter(*given, request); !ok) return std::unexpected(ok.error());
+  return request;
+}
+
+bool recordMatches(const RecordFilter& filter, const json& summary) {
+  auto text = [&summary](const char* key) -> std::string_view {
+    auto it = summary.find(key);
+    return it != summary.end() && it->is_string()
+               ? std::string_view(it->get_ref<const std::string&>())
+               : std::string_view();
   };
-  std::vector<std::string> where;
-  if (request.since_us) {
-    where.push_back("e.started_at >= 'epoch'::timestamptz + " +
-                    param(std::to_string(*request.since_us)) +
-                    "::bigint * interval '1 microsecond'");
+  auto status_it = summary.find("status");
+  int64_t status =
+      status_it != summary.end() && status_it->is_number_integer() ? status_it->get<int64_t>() : 0;
+  auto error_it = summary.find("error");
+  bool has_error = error_it != summary.end() && !error_it->is_null();
+  if (filter.function && text("function") != *filter.function) return false;
+  if (filter.status_low && filter.status_high &&
+      (status < *filter.status_low || status > *filter.status_high)) {
+    return false;
   }
-  if (request.after) where.push_back("e.id > " + param(*request.after) + "::uuid");
-  if (request.function) where.push_back("e.function = " + param(*request.function));
-  if (request.status_low && request.status_high) {
-    // Numbered in order: the operands of one `+` chain are evaluated in no fixed order.
-    std::string low = param(std::to_string(*request.status_low));
-    std::string high = param(std::to_string(*request.status_high));
-    where.push_back("e.status BETWEEN " + low + "::int AND " + high + "::int");
-  }
-  if (request.errors_only) where.push_back("(e.status >= 400 OR e.error IS NOT NULL)");
-  if (request.path) {
-    if (request.path_is_prefix) {
-      where.push_back("starts_with(e.path, " + param(*request.path) + "::text)");
-    } else {
-      where.push_back("e.path = " + param(*request.path));
+  if (filter.errors_only && status < 400 && !has_error) return false;
+  if (filter.path) {
+    std::string_view path = text("path");
+    if (filter.path_is_prefix ? !path.starts_with(*filter.path) : path != *filter.path) {
+      return false;
     }
   }
-  if (request.kind) where.push_back("e.kind = " + param(*request.kind));
-  if (request.method) where.push_back("e.method = " + param(*request.method));
+  if (filter.kind && text("kind") != *filter.kind) return false;
+  if (filter.method && text("method") != *filter.method) return false;
+  return true;
+}
 
-  bool forward = request.since_us || request.after;
+namespace {
+
+// Adds a parameter and returns its placeholder ("$3").
+struct ParamList {
+  data::QueryParams params;
+  std::string operator()(std::string value) {
+    params.push_back(std::move(value));
+    return "$" + std::to_string(params.size());
+  }
+};
+
+std::string startedAtLeast(ParamList& param, int64_t unix_us) {
+  return "e.started_at >= 'epoch'::timestamptz + " + param(std::to_string(unix_us)) +
+         "::bigint * interval '1 microsecond'";
+}
+
+// The WHERE conditions of a filter (recordMatches is the same test in memory).
+void addFilterConditions(const RecordFilter& filter, ParamList& param,
+                         std::vector<std::string>& where) {
+  if (filter.function) where.push_back("e.function = " + param(*filter.function));
+  if (filter.status_low && filter.status_high) {
+    // Numbered in order: the operands of one `+` chain are evaluated in no fixed order.
+    std::string low = param(std::to_string(*filter.status_low));
+    std::string high = param(std::to_string(*filter.status_high));
+    where.push_back("e.status BETWEEN " + low + "::int AND " + high + "::int");
+  }
+  if (filter.errors_only) where.push_back("(e.status >= 400 OR e.error IS NOT NULL)");
+  if (filter.path) {
+    if (filter.path_is_prefix) {
+      where.push_back("starts_with(e.path, " + param(*filter.path) + "::text)");
+    } else {
+      where.push_back("e.path = " + param(*filter.path));
+    }
+  }
+  if (filter.kind) where.push_back("e.kind = " + param(*filter.kind));
+  if (filter.method) where.push_back("e.method = " + param(*filter.method));
+}
+
+std::string innerSelect(const std::vector<std::string>& where) {
   std::string inner = "SELECT " + std::string(kInnerColumns) + "\n  FROM flux.executions e\n";
   for (size_t i = 0; i < where.size(); ++i) {
     inner += (i == 0 ? "  WHERE " : "    AND ") + where[i] + "\n";
   }
+  return inner;
+}
+
+}  // namespace
+
+SqlQuery recordListQuery(const RecordListRequest& request) {
+  ParamList param;
+  std::vector<std::string> where;
+  if (request.since_us) where.push_back(startedAtLeast(param, *request.since_us));
+  if (request.after) where.push_back("e.id > " + param(*request.after) + "::uuid");
+  addFilterConditions(request, param, where);
+
+  bool forward = request.since_us || request.after;
+  std::string inner = innerSelect(where);
   // Forward pages read one row more than they answer: it only tells whether another follows.
   std::string limit = param(std::to_string(forward ? request.limit + 1 : request.limit));
   inner += forward ? "  ORDER BY e.id\n  LIMIT " : "  ORDER BY e.id DESC\n  LIMIT ";
   inner += limit + "::int";
-  return SqlQuery{summarySelect(inner, "", "e.id"), std::move(params)};
+  return SqlQuery{summarySelect(inner, "", "e.id"), std::move(param.params)};
+}
+
+SqlQuery recordBackfillQuery(const RecordFilter& filter, int64_t since_us,
+                             const std::optional<BackfillCursor>& after, int limit) {
+  ParamList param;
+  std::vector<std::string> where;
+  where.push_back(
+      startedAtLeast(param, after ? std::max(since_us, after->started_at_us) : since_us));
+  if (after) {
+    std::string started = param(std::to_string(after->started_at_us));
+    std::string id = param(after->id);
+    where.push_back("(e.started_at, e.id) > ('epoch'::timestamptz + " + started +
+                    "::bigint * interval '1 microsecond', " + id + "::uuid)");
+  }
+  addFilterConditions(filter, param, where);
+  std::string inner = innerSelect(where);
+  inner += "  ORDER BY e.started_at, e.id\n  LIMIT " + param(std::to_string(limit + 1)) + "::int";
+  return SqlQuery{summarySelect(inner, "", "e.started_at, e.id"), std::move(param.params)};
 }
 
 const char* const kNewestRecordSql =
@@ -745,6 +822,27 @@ Result<std::optional<int64_t>> parseNewestRecord(const data::QueryResult& result
   auto newest = parseInt(result.rows[0][(*at)[0]], "newest started_at");
   if (!newest) return std::unexpected(newest.error());
   return std::optional<int64_t>(*newest);
+}
+
+// ---- The live stream --------------------------------------------------------------------------
+
+SqlQuery recordsByIdQuery(const std::vector<std::string>& ids) {
+  // One array parameter: '{id,id,...}' (ids are checked UUIDs, nothing to quote).
+  std::string array = "{";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) array += ',';
+    array += ids[i];
+  }
+  array += "}";
+  std::string inner = "SELECT " + std::string(kInnerColumns) +
+                      "\n  FROM flux.executions e\n  WHERE e.id = ANY($1::uuid[])";
+  return SqlQuery{summarySelect(inner, "", "e.id"), {std::move(array)}};
+}
+
+SqlQuery recordsInRangeQuery(const std::string& min_id, const std::string& max_id) {
+  std::string inner = "SELECT " + std::string(kInnerColumns) +
+                      "\n  FROM flux.executions e\n  WHERE e.id BETWEEN $1::uuid AND $2::uuid";
+  return SqlQuery{summarySelect(inner, "", "e.id"), {min_id, max_id}};
 }
 
 #undef FLUX_KEY_COLUMNS

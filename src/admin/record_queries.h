@@ -109,11 +109,8 @@ nlohmann::json recordJson(nlohmann::json record, RecordMutations mutations);
 inline constexpr int kDefaultRecordLimit = 100;
 inline constexpr int kMaxRecordLimit = 1000;
 
-// GET /_flux/records?since=&after=&limit=&fn=&status=&errors_only=&path=&kind=&method=
-struct RecordListRequest {
-  std::optional<int64_t> since_us;   // started at or after (Unix microseconds)
-  std::optional<std::string> after;  // ids greater than this one (canonical UUID)
-  int limit = kDefaultRecordLimit;
+// Which executions a list or a stream shows (fn=&status=&errors_only=&path=&kind=&method=).
+struct RecordFilter {
   std::optional<std::string> function;
   std::optional<int> status_low;  // status=500 -> 500..500; status=5xx -> 500..599
   std::optional<int> status_high;
@@ -124,8 +121,26 @@ struct RecordListRequest {
   std::optional<std::string> method;  // upper case
 };
 
+// GET /_flux/records?since=&after=&limit=&fn=&status=&errors_only=&path=&kind=&method=
+struct RecordListRequest : RecordFilter {
+  std::optional<int64_t> since_us;   // started at or after (Unix microseconds)
+  std::optional<std::string> after;  // ids greater than this one (canonical UUID)
+  int limit = kDefaultRecordLimit;
+};
+
 // Validates the query string. kInvalidArgument with a message saying what to pass.
 Result<RecordListRequest> parseRecordListRequest(std::string_view query);
+
+// GET /_flux/records/stream?since=&fn=&status=&errors_only=&path=&kind=&method=
+struct RecordStreamRequest : RecordFilter {
+  std::optional<int64_t> since_us;  // first the records that started at or after this
+};
+
+Result<RecordStreamRequest> parseRecordStreamRequest(std::string_view query);
+
+// Whether a summary (the JSON of parseRecordSummaries, or record::toJson(RecordSummary))
+// passes the filter: the same test as the WHERE clause recordListQuery builds from it.
+bool recordMatches(const RecordFilter& filter, const nlohmann::json& summary);
 
 // "1741600000000000" (Unix microseconds) or ISO 8601: "2026-03-10", "2026-03-10T14:00:00Z",
 // with a fraction and/or an offset ("+01:00"); without an offset it is UTC.
@@ -135,6 +150,20 @@ Result<int64_t> parseTimestamp(std::string_view text);
 // (page onwards with after=<last id>); with neither, the latest `limit`. Either way the rows
 // come oldest first (newest last). Reads limit + 1 rows: the extra one only says "more".
 SqlQuery recordListQuery(const RecordListRequest& request);
+
+// Where a read of the past stopped: the last record it had.
+struct BackfillCursor {
+  int64_t started_at_us = 0;
+  std::string id;  // canonical UUID
+};
+
+// A page of the past for the live stream: the records that pass `filter` and started at or
+// after since_us, in start order (ties by id), after `after` when given; limit + 1 rows, the
+// last one only telling that more follow. Keyed on the start (the started_at index) rather
+// than on the id, so that each page starts where the last one stopped whatever the table's
+// size.
+SqlQuery recordBackfillQuery(const RecordFilter& filter, int64_t since_us,
+                             const std::optional<BackfillCursor>& after, int limit);
 
 // kNewestRecordSql() -> one row: newest_us, the latest started_at in flux.executions (any
 // record, whatever the filters; NULL when there is none). `flux tail` moves its window with it,
@@ -156,5 +185,14 @@ nlohmann::json recordListJson(std::vector<nlohmann::json> summaries,
                               std::optional<int64_t> newest_started_at_us);
 
 Result<std::optional<int64_t>> parseNewestRecord(const data::QueryResult& result);
+
+// ---- The live stream -------------------------------------------------------------------------
+
+// The summaries (columns as recordListQuery's) of the executions with these ids, in id order:
+// what a NOTIFY's array of summaries names.
+SqlQuery recordsByIdQuery(const std::vector<std::string>& ids);
+// The same for every execution from min_id to max_id: what a NOTIFY's {count, min_id, max_id}
+// names (UUIDv7 ids sort by time, so the range covers the batch, and maybe others).
+SqlQuery recordsInRangeQuery(const std::string& min_id, const std::string& max_id);
 
 }  // namespace flux::admin

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 namespace flux::admin {
 namespace {
 
@@ -481,6 +483,141 @@ TEST(RecordListTest, TheNewestStartIsOptional) {
   auto some = parseNewestRecord(resultOf({"newest_us"}, {{"1773152542000000"}}));
   ASSERT_TRUE(some.has_value());
   EXPECT_EQ(*some, 1773152542000000);
+}
+
+// ---- The live stream ---------------------------------------------------------------------------
+
+TEST(RecordStreamRequestTest, TakesSinceAndTheListsFilters) {
+  // The filters mean for the stream what they mean for the list: one parser for both.
+  auto fields = [](const RecordFilter& f) {
+    return std::tuple(f.function, f.status_low, f.status_high, f.errors_only, f.path,
+                      f.path_is_prefix, f.kind, f.method);
+  };
+  const std::string filters =
+      "function=pay&status=5xx&errors_only=1&path=/api/*&type=job&method=post";
+  auto request =
+      parseRecordStreamRequest("since=2026-03-10T09:00:00Z&" + filters + "&limit=5&after=x");
+  ASSERT_TRUE(request.has_value()) << request.error().message;
+  auto list = parseRecordListRequest(filters);
+  ASSERT_TRUE(list.has_value());
+  EXPECT_EQ(fields(*request), fields(*list));
+  EXPECT_EQ(request->function, "pay");
+  EXPECT_EQ(request->since_us, 1773133200000000);
+
+  auto live_only = parseRecordStreamRequest("");
+  ASSERT_TRUE(live_only.has_value());
+  EXPECT_FALSE(live_only->since_us.has_value());
+  EXPECT_FALSE(live_only->function.has_value());
+
+  for (const char* bad : {"since=soon", "status=6xx", "kind=lambda", "fn=a&fn=b"}) {
+    EXPECT_FALSE(parseRecordStreamRequest(bad).has_value()) << bad;
+  }
+}
+
+json summaryOf(std::string function, std::string path, int status, std::string kind = "http",
+               std::string method = "POST", json error = nullptr) {
+  return json{{"id", "0195a1b2-0000-7000-8000-0000550e8400"},
+              {"kind", kind},
+              {"function", function},
+              {"method", method},
+              {"path", path},
+              {"status", status},
+              {"error", error},
+              {"duration_us", 1000},
+              {"started_at_us", 1}};
+}
+
+RecordFilter filterOf(std::string_view query) {
+  auto request = parseRecordStreamRequest(query);
+  EXPECT_TRUE(request.has_value()) << query;
+  return request.value_or(RecordStreamRequest{});
+}
+
+TEST(RecordMatchesTest, EachFilterAsTheSqlHasIt) {
+  json ok = summaryOf("signup", "/signup", 201);
+  json teapot = summaryOf("brew", "/api/brew", 418, "http", "GET");
+  json failed = summaryOf("checkout", "/api/checkout", 500, "http", "POST", "Stripe API timeout");
+  json job = summaryOf("send_email", "", 0, "job", "", "SMTP refused");
+  json quiet_job = summaryOf("cleanup", "", 0, "job", "");
+
+  struct Case {
+    const char* query;
+    std::vector<bool> passes;  // ok, teapot, failed, job, quiet_job
+  };
+  for (const Case& c : {
+           Case{"", {true, true, true, true, true}},
+           Case{"fn=checkout", {false, false, true, false, false}},
+           Case{"function=signup", {true, false, false, false, false}},
+           Case{"status=500", {false, false, true, false, false}},
+           Case{"status=4xx", {false, true, false, false, false}},
+           Case{"errors_only=1", {false, true, true, true, false}},
+           Case{"errors_only=0", {true, true, true, true, true}},
+           Case{"path=/api/checkout", {false, false, true, false, false}},
+           Case{"path=/api/*", {false, true, true, false, false}},
+           Case{"path=/api", {false, false, false, false, false}},
+           Case{"type=job", {false, false, false, true, true}},
+           Case{"kind=http", {true, true, true, false, false}},
+           Case{"method=get", {false, true, false, false, false}},
+           Case{"errors_only=1&type=job", {false, false, false, true, false}},
+           Case{"path=/api/*&status=5xx", {false, false, true, false, false}},
+       }) {
+    RecordFilter filter = filterOf(c.query);
+    std::vector<bool> got;
+    for (const json* summary : {&ok, &teapot, &failed, &job, &quiet_job}) {
+      got.push_back(recordMatches(filter, *summary));
+    }
+    EXPECT_EQ(got, c.passes) << c.query;
+  }
+  // Fields missing or mistyped do not pass a filter on them (nor throw).
+  EXPECT_FALSE(recordMatches(filterOf("fn=x"), json::object()));
+  EXPECT_TRUE(recordMatches(filterOf(""), json::object()));
+  EXPECT_FALSE(recordMatches(filterOf("status=500"), json{{"status", "500"}}));
+}
+
+TEST(RecordStreamQueriesTest, ReadABatchByIdsOrByRange) {
+  SqlQuery by_id = recordsByIdQuery(
+      {"0195a1b2-0000-7000-8000-000000000001", "0195a1b2-0000-7000-8000-000000000002"});
+  EXPECT_NE(by_id.sql.find("e.id = ANY($1::uuid[])"), std::string::npos) << by_id.sql;
+  ASSERT_EQ(by_id.params.size(), 1u);
+  EXPECT_EQ(by_id.params[0],
+            "{0195a1b2-0000-7000-8000-000000000001,0195a1b2-0000-7000-8000-000000000002}");
+  SqlQuery range = recordsInRangeQuery("0195a1b2-0000-7000-8000-000000000001",
+                                       "0195a1b2-0000-7000-8000-000000000009");
+  EXPECT_NE(range.sql.find("e.id BETWEEN $1::uuid AND $2::uuid"), std::string::npos);
+  EXPECT_EQ(range.params.size(), 2u);
+  // Both read the summary columns (with the first mutation) in id order.
+  for (const SqlQuery* query : {&by_id, &range}) {
+    EXPECT_NE(query->sql.find("mutation_count"), std::string::npos);
+    EXPECT_NE(query->sql.find("ORDER BY e.id"), std::string::npos);
+  }
+}
+
+TEST(RecordStreamQueriesTest, ThePastIsReadInPagesKeyedOnTheStart) {
+  RecordFilter filter;
+  filter.function = "pay";
+  filter.errors_only = true;
+  SqlQuery first = recordBackfillQuery(filter, 1773133200000000, std::nullopt, 1000);
+  EXPECT_EQ(first.params, (data::QueryParams{"1773133200000000", "pay", "1001"}));
+  for (const char* part : {"e.started_at >= 'epoch'::timestamptz + $1::bigint", "e.function = $2",
+                           "(e.status >= 400 OR e.error IS NOT NULL)",
+                           "ORDER BY e.started_at, e.id\n  LIMIT $3::int"}) {
+    EXPECT_NE(first.sql.find(part), std::string::npos) << part << " in\n" << first.sql;
+  }
+  // The next page starts at the last record's start (an index range, however large the table)
+  // and goes past it by (start, id).
+  SqlQuery next = recordBackfillQuery(
+      filter, 1773133200000000,
+      BackfillCursor{1773133260000000, "0195a1b2-0000-7000-8000-000000000001"}, 1000);
+  EXPECT_EQ(next.params[0], "1773133260000000");
+  EXPECT_NE(next.sql.find("(e.started_at, e.id) > ('epoch'::timestamptz + $2::bigint * interval "
+                          "'1 microsecond', $3::uuid)"),
+            std::string::npos)
+      << next.sql;
+  EXPECT_EQ(next.params[2], "0195a1b2-0000-7000-8000-000000000001");
+  // A cursor before since (a clock that went back) never reads before since.
+  SqlQuery back = recordBackfillQuery(
+      filter, 1773133200000000, BackfillCursor{1, "0195a1b2-0000-7000-8000-000000000001"}, 10);
+  EXPECT_EQ(back.params[0], "1773133200000000");
 }
 
 }  // namespace

@@ -14,47 +14,8 @@ using nlohmann::json;
 constexpr size_t kMaxIdentifierBytes = 63;
 // A primary key value longer than this is not one anybody types.
 constexpr size_t kMaxPkBytes = 4096;
-
-bool isValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t extra;
-    uint32_t min;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      extra = 1;
-      min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2;
-      min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      extra = 3;
-      min = 0x10000;
-    } else {
-      return false;
-    }
-    if (i + extra >= s.size()) return false;
-    uint32_t cp = c & (0x3F >> extra);
-    for (size_t k = 1; k <= extra; ++k) {
-      auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += extra + 1;
-  }
-  return true;
-}
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+// Any parameter: longer ones are refused before they are looked at.
+constexpr size_t kMaxParameterBytes = 64 * 1024;
 
 // Index of each named column in a result, or an error naming the first one missing.
 Result<std::vector<size_t>> columnIndexes(const data::QueryResult& result,
@@ -187,72 +148,18 @@ Result<TableName> parseTableName(std::string_view text) {
   return name;
 }
 
-Result<std::string> percentDecode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c == '+') {
-      out.push_back(' ');
-    } else if (c == '%') {
-      int hi = i + 1 < text.size() ? hexValue(text[i + 1]) : -1;
-      int lo = i + 2 < text.size() ? hexValue(text[i + 2]) : -1;
-      if (hi < 0 || lo < 0) {
-        return fail(ErrorCode::kInvalidArgument,
-                    "bad percent-encoding in the query string: '%' must be followed by two hex "
-                    "digits");
-      }
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
-Result<std::vector<std::pair<std::string, std::string>>> parseQueryString(std::string_view query) {
-  std::vector<std::pair<std::string, std::string>> params;
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view piece = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (piece.empty()) continue;
-    size_t eq = piece.find('=');
-    auto name = percentDecode(piece.substr(0, eq));
-    if (!name) return std::unexpected(name.error());
-    auto value =
-        percentDecode(eq == std::string_view::npos ? std::string_view{} : piece.substr(eq + 1));
-    if (!value) return std::unexpected(value.error());
-    params.emplace_back(std::move(*name), std::move(*value));
-  }
-  return params;
-}
-
 Result<StateRequest> parseStateRequest(StateEndpoint endpoint, std::string_view query) {
-  auto params = parseQueryString(query);
-  if (!params) return std::unexpected(params.error());
-
-  std::map<std::string, std::string, std::less<>> given;
-  for (auto& [name, value] : *params) {
-    if (name != "table" && name != "id" && name != "limit") continue;  // others are ignored
-    if (given.contains(name)) {
-      return fail(ErrorCode::kInvalidArgument, "'" + name + "' is given twice: pass it once");
-    }
-    if (!isValidUtf8(value) || value.find('\0') != std::string::npos) {
-      return fail(ErrorCode::kInvalidArgument,
-                  "'" + name + "' must be UTF-8 text without NUL characters");
-    }
-    given.emplace(name, std::move(value));
-  }
+  auto given = knownParameters(query, {{"table", "table"}, {"id", "id"}, {"limit", "limit"}},
+                               kMaxParameterBytes);
+  if (!given) return std::unexpected(given.error());
 
   constexpr std::string_view kUsage =
       "pass table=<table> and id=<primary key>, e.g. ?table=users&id=42 (a composite key's "
       "values joined with ',')";
   StateRequest request;
   request.endpoint = endpoint;
-  auto table = given.find("table");
-  if (table == given.end() || table->second.empty()) {
+  auto table = given->find("table");
+  if (table == given->end() || table->second.empty()) {
     return fail(ErrorCode::kInvalidArgument, "missing table: " + std::string(kUsage));
   }
   request.table_text = table->second;
@@ -260,8 +167,8 @@ Result<StateRequest> parseStateRequest(StateEndpoint endpoint, std::string_view 
   if (!name) return std::unexpected(name.error());
   request.table = std::move(*name);
 
-  auto id = given.find("id");
-  if (id == given.end() || id->second.empty()) {
+  auto id = given->find("id");
+  if (id == given->end() || id->second.empty()) {
     return fail(ErrorCode::kInvalidArgument, "missing id: " + std::string(kUsage));
   }
   if (id->second.size() > kMaxPkBytes) {
@@ -269,7 +176,7 @@ Result<StateRequest> parseStateRequest(StateEndpoint endpoint, std::string_view 
   }
   request.pk = id->second;
 
-  if (auto limit = given.find("limit"); limit != given.end()) {
+  if (auto limit = given->find("limit"); limit != given->end()) {
     if (endpoint != StateEndpoint::kHistory) {
       return fail(ErrorCode::kInvalidArgument, "limit applies to history only: drop it");
     }

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "admin/query_string.h"
 #include "base/error.h"
 #include "data/pg_connection.h"
 
@@ -50,14 +51,6 @@ struct StateRequest {
 
 inline constexpr int kDefaultHistoryLimit = 100;
 inline constexpr int kMaxHistoryLimit = 10000;
-
-// Decodes %XX escapes and '+' (a space, as in HTML forms). kInvalidArgument on a malformed
-// escape.
-Result<std::string> percentDecode(std::string_view text);
-
-// "a=1&b=x%20y" -> {{"a","1"},{"b","x y"}}, in order. Empty pieces are skipped; a name without
-// '=' has an empty value.
-Result<std::vector<std::pair<std::string, std::string>>> parseQueryString(std::string_view query);
 
 // Validates the query of a history or blame request: table, id, and for history an optional
 // limit (1..10000, default 100). kInvalidArgument with a message saying what to pass.

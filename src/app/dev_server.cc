@@ -93,6 +93,8 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
     recorder_options.spill_dir = dev->project_.root / ".flux" / "spill";
     recorder_options.background_priority = true;
     dev->recorder_ = std::make_unique<record::Recorder>(std::move(recorder_options));
+    dev->record_feed_ = std::make_unique<admin::RecordFeed>(
+        admin::RecordFeedOptions{.conninfo = conninfo, .channel = "flux_records"});
   }
 
   for (const FunctionSpec& spec : dev->project_.functions) {
@@ -128,7 +130,8 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
             },
             std::make_unique<admin::AdminApi>(
                 loop.context(), self->admin_token_,
-                data::PoolOptions{.conninfo = runtime_options.database->conninfo, .size = 2}),
+                data::PoolOptions{.conninfo = runtime_options.database->conninfo, .size = 2},
+                self->record_feed_.get()),
             self->recorder_.get());
       });
   if (!server) return std::unexpected(server.error());
@@ -177,6 +180,7 @@ DevServer::~DevServer() {
   }
   if (server_) server_->stop();
   server_.reset();
+  record_feed_.reset();  // no admin API is left to subscribe: closes its LISTEN connection
   recorder_.reset();  // flushes what the workers submitted, while PostgreSQL still runs
   if (postgres_) {
     if (auto stopped = postgres_->stop(); !stopped) log_.write(stopped.error().message);

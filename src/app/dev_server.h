@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 
+#include "admin/record_feed.h"
 #include "app/embedded_postgres.h"
 #include "app/file_watcher.h"
 #include "app/project.h"
@@ -58,6 +59,9 @@ class DevServer {
   std::unique_ptr<EmbeddedPostgres> postgres_;
   // Outlives the server (workers submit to it); destroyed before PostgreSQL stops, flushing.
   std::unique_ptr<record::Recorder> recorder_;
+  // The live stream's one LISTEN connection (GET /_flux/records/stream), shared by every
+  // worker's admin API: outlives the server, destroyed before PostgreSQL stops.
+  std::unique_ptr<admin::RecordFeed> record_feed_;
   std::string database_description_;
   std::string admin_token_;
   std::filesystem::path dev_file_;

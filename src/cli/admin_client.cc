@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "net/http_client.h"
+#include "net/http_stream.h"
 
 namespace flux::cli {
 
@@ -78,6 +79,14 @@ ErrorCode codeForStatus(int status) {
     default:
       return ErrorCode::kInternal;
   }
+}
+
+// The only header the HTTP clients refuse is ours: say so without echoing the token.
+Error withoutToken(Error error) {
+  if (error.code == ErrorCode::kInvalidArgument && error.message.starts_with("the authorization")) {
+    error.message = "the admin token has a line break or NUL in it: check --token or FLUX_TOKEN";
+  }
+  return error;
 }
 
 }  // namespace
@@ -170,37 +179,49 @@ Result<json> adminGet(const AdminServer& server, std::string_view path, const Ur
   std::vector<net::HttpHeader> headers{{"authorization", "Bearer " + server.token},
                                        {"accept", "application/json"}};
   auto response = net::httpGet(adminUrl(server, path, params), headers, timeout);
-  if (!response) {
-    Error error = std::move(response.error());
-    // The only header httpGet refuses is ours: say so without echoing the token.
-    if (error.code == ErrorCode::kInvalidArgument &&
-        error.message.starts_with("the authorization")) {
-      error.message = "the admin token has a line break or NUL in it: check --token or FLUX_TOKEN";
-    }
-    return std::unexpected(std::move(error));
-  }
+  if (!response) return std::unexpected(withoutToken(std::move(response.error())));
 
   json body = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
   bool ok = response->status >= 200 && response->status < 300;
   if (ok && !body.is_discarded()) return body;
+  if (ok) {
+    return fail(ErrorCode::kInternal,
+                "the server at " + server.url + " answered with something that is not JSON");
+  }
+  return std::unexpected(answerError(server, path, response->status, response->body));
+}
 
+Error answerError(const AdminServer& server, std::string_view path, int status,
+                  const std::string& body_text) {
+  json body = json::parse(body_text, nullptr, /*allow_exceptions=*/false);
   std::string message;
   if (!body.is_discarded() && body.is_object() && body.contains("error") &&
       body["error"].is_string()) {
     message = body["error"].get<std::string>();
-  } else if (ok) {
-    return fail(ErrorCode::kInternal,
-                "the server at " + server.url + " answered with something that is not JSON");
   } else {
-    message = "the server at " + server.url + " answered " + std::to_string(response->status) +
-              " to " + std::string(path);
+    message = "the server at " + server.url + " answered " + std::to_string(status) + " to " +
+              std::string(path);
   }
-  Error error{codeForStatus(response->status), std::move(message), {}};
+  Error error{codeForStatus(status), std::move(message), {}};
+  error = std::move(error).with("status", std::to_string(status));
   // The whole answer, for commands that show more of it (the candidates of a 409).
   if (!body.is_discarded() && body.is_object()) {
-    error = std::move(error).with("body", response->body);
+    error = std::move(error).with("body", body_text);
   }
-  return std::unexpected(std::move(error));
+  return error;
+}
+
+Result<std::unique_ptr<net::HttpStream>> adminStream(const AdminServer& server,
+                                                     std::string_view path, const UrlParams& params,
+                                                     std::chrono::milliseconds timeout) {
+  std::vector<net::HttpHeader> headers{{"authorization", "Bearer " + server.token},
+                                       {"accept", "text/event-stream"}};
+  auto stream = net::HttpStream::open(adminUrl(server, path, params), headers, timeout);
+  if (!stream) return std::unexpected(withoutToken(std::move(stream.error())));
+  int status = (*stream)->status();
+  if (status >= 200 && status < 300) return std::move(*stream);
+  auto body = (*stream)->readAll(timeout);
+  return std::unexpected(answerError(server, path, status, body ? *body : std::string()));
 }
 
 }  // namespace flux::cli

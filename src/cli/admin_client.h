@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "net/http_stream.h"
 
 namespace flux::cli {
 
@@ -60,10 +62,21 @@ inline constexpr std::chrono::milliseconds kAdminTimeout{30'000};
 // GETs an admin path and returns its JSON body when the status is 2xx. Otherwise an Error
 // whose message is the server's "error" (or a description of the status) and whose code
 // follows the status: 400, 401 and 409 kInvalidArgument, 404 kNotFound, 502/503/504
-// kUnavailable, other kInternal; a JSON object body comes along in the field "body". kUnavailable
-// or kTimeout when the server cannot be reached.
+// kUnavailable, other kInternal; the status comes along in the field "status" and a JSON
+// object body in the field "body". kUnavailable or kTimeout when the server cannot be reached.
 Result<nlohmann::json> adminGet(const AdminServer& server, std::string_view path,
                                 const UrlParams& params,
                                 std::chrono::milliseconds timeout = kAdminTimeout);
+
+// Opens an admin path whose answer is a stream (GET /_flux/records/stream: text/event-stream)
+// once its status and headers are in, within `timeout`; read its body with HttpStream. A
+// non-2xx answer is an Error as adminGet's.
+Result<std::unique_ptr<net::HttpStream>> adminStream(const AdminServer& server,
+                                                     std::string_view path, const UrlParams& params,
+                                                     std::chrono::milliseconds timeout);
+
+// The Error adminGet and adminStream make of a non-2xx answer (`body_text` as received).
+Error answerError(const AdminServer& server, std::string_view path, int status,
+                  const std::string& body_text);
 
 }  // namespace flux::cli

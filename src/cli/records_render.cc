@@ -28,13 +28,6 @@ constexpr size_t kMaxWhyMutations = 20;
 // Section labels of `flux why` take this many columns ("DATA CHANGES" and two spaces).
 constexpr size_t kLabelWidth = 14;
 
-// Terminal columns of UTF-8 text, counted as code points.
-size_t displayWidth(std::string_view text) {
-  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  }));
-}
-
 std::string padded(std::string_view text, size_t width) {
   std::string out(text);
   size_t have = displayWidth(text);
@@ -45,38 +38,6 @@ std::string padded(std::string_view text, size_t width) {
 std::string paddedLeft(std::string_view text, size_t width) {
   size_t have = displayWidth(text);
   return std::string(have < width ? width - have : 0, ' ') + std::string(text);
-}
-
-// Cuts at a code point boundary so that the result, "…" included, is at most `width` columns.
-std::string truncated(std::string_view text, size_t width) {
-  if (displayWidth(text) <= width) return std::string(text);
-  size_t kept = 0, i = 0;
-  for (; i < text.size(); ++i) {
-    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) {
-      if (kept + 1 == width) break;
-      ++kept;
-    }
-  }
-  return std::string(text.substr(0, i)) + "…";
-}
-
-// Control characters shown escaped, so that a value never breaks a line or the terminal.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
 }
 
 // The first line of a message (a stack may follow), printable.
@@ -146,19 +107,6 @@ std::vector<std::string> stringList(const json& array) {
 
 std::string compactJson(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-// A body or an input as one line: JSON compact (a string holding JSON too), text as it is.
-std::string compactValue(const json& value, size_t width) {
-  if (value.is_string()) {
-    const std::string& text = value.get_ref<const std::string&>();
-    json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (!parsed.is_discarded() && (parsed.is_object() || parsed.is_array())) {
-      return truncated(compactJson(parsed), width);
-    }
-    return truncated(printable(text), width);
-  }
-  return truncated(compactJson(value), width);
 }
 
 bool isJobKind(std::string_view kind) { return kind == "job" || kind == "cron"; }
@@ -466,6 +414,54 @@ std::vector<std::string> inputLines(const json& record, const RootCause& cause) 
 
 // ---- Formatting -------------------------------------------------------------------------------
 
+size_t displayWidth(std::string_view text) {
+  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  }));
+}
+
+std::string truncated(std::string_view text, size_t width) {
+  if (displayWidth(text) <= width) return std::string(text);
+  size_t kept = 0, i = 0;
+  for (; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) {
+      if (kept + 1 == width) break;
+      ++kept;
+    }
+  }
+  return std::string(text.substr(0, i)) + "…";
+}
+
+std::string printable(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string compactValue(const json& value, size_t width) {
+  if (value.is_string()) {
+    const std::string& text = value.get_ref<const std::string&>();
+    json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!parsed.is_discarded() && (parsed.is_object() || parsed.is_array())) {
+      return truncated(compactJson(parsed), width);
+    }
+    return truncated(printable(text), width);
+  }
+  return truncated(compactJson(value), width);
+}
+
 std::string formatDuration(int64_t duration_us) {
   if (duration_us <= 0) return "0ms";
   if (duration_us < 1000) return fmt::format("{:.1f}ms", static_cast<double>(duration_us) / 1000);
@@ -642,101 +638,139 @@ std::string renderWhy(const json& answer, Color color) {
 
 // ---- flux trace -------------------------------------------------------------------------------
 
-std::string renderTrace(const json& answer, Color color) {
-  Painter paint(color);
-  const json& record = field(answer, "record");
-  std::string out = headerLine(record, paint) + "\n";
-
+std::vector<TraceSpan> traceSpans(const json& record) {
   SpanTree tree(spansOf(record));
   std::optional<size_t> cause = rootCauseSpan(tree);
-
-  struct Line {
-    std::string label;  // tree drawing + name
-    std::string duration;
-    size_t span;
-  };
-  std::vector<Line> lines;
+  std::vector<TraceSpan> out;
   std::vector<bool> visited(tree.spans.size(), false);
-  // Depth-first; the stack holds (position, drawing for its children, its own label prefix).
+  // Depth-first; the stack holds (position, its own label prefix, drawing for its children).
   struct Frame {
     size_t span;
+    size_t depth;
     std::string prefix;  // drawn before this span's name
     std::string indent;  // drawn before its children's connectors
   };
   std::vector<Frame> stack;
-  auto pushChildren = [&](uint32_t parent, const std::string& indent) {
+  auto pushChildren = [&](uint32_t parent, size_t depth, const std::string& indent) {
     auto it = tree.children.find(parent);
     if (it == tree.children.end()) return;
     const std::vector<size_t>& kids = it->second;
     for (size_t k = kids.size(); k-- > 0;) {
       bool last = k + 1 == kids.size();
       stack.push_back(
-          Frame{kids[k], indent + (last ? "└─ " : "├─ "), indent + (last ? "   " : "│  ")});
+          Frame{kids[k], depth, indent + (last ? "└─ " : "├─ "), indent + (last ? "   " : "│  ")});
     }
   };
   // Roots have no connector.
   if (auto roots = tree.children.find(0); roots != tree.children.end()) {
     for (size_t k = roots->second.size(); k-- > 0;) {
-      stack.push_back(Frame{roots->second[k], "", ""});
+      stack.push_back(Frame{roots->second[k], 0, "", ""});
     }
   }
+  const json& items = arrayField(record, "spans");
   auto drain = [&] {
     while (!stack.empty()) {
       Frame frame = std::move(stack.back());
       stack.pop_back();
       if (visited[frame.span]) continue;
       visited[frame.span] = true;
-      const SpanView& span = tree.spans[frame.span];
-      lines.push_back(Line{frame.prefix + truncated(span.name, kMaxTraceName),
-                           formatDuration(span.duration_us), frame.span});
-      if (span.id != 0) pushChildren(span.id, frame.indent);
+      const SpanView& view = tree.spans[frame.span];
+      TraceSpan span;
+      span.id = view.id;
+      span.parent = tree.parentOf(frame.span) ? view.parent : 0;
+      span.depth = frame.depth;
+      span.prefix = frame.prefix;
+      span.name = view.name;
+      span.start_us = view.start_us;
+      span.duration_us = view.duration_us;
+      span.status = view.status;
+      span.error = view.error;
+      span.location = view.location;
+      if (view.input != nullptr) span.input = *view.input;
+      if (view.output != nullptr) span.output = *view.output;
+      span.root_cause = cause && *cause == frame.span;
+      out.push_back(std::move(span));
+      if (view.id != 0) pushChildren(view.id, frame.depth + 1, frame.indent);
     }
   };
   drain();
   // Spans in a cycle of parents reach no root: each is shown as one, never lost.
   for (size_t i = 0; i < tree.spans.size(); ++i) {
     if (visited[i]) continue;
-    stack.push_back(Frame{i, "", ""});
+    stack.push_back(Frame{i, 0, "", ""});
     drain();
   }
+  // The logs, by id (spansOf keeps only what `flux trace` shows).
+  std::map<uint32_t, const json*> logs;
+  for (const json& item : items) {
+    if (item.is_object()) logs.emplace(static_cast<uint32_t>(intField(item, "id")), &item);
+  }
+  for (TraceSpan& span : out) {
+    if (auto it = logs.find(span.id); it != logs.end()) {
+      for (const std::string& line : stringList(field(*it->second, "logs"))) {
+        span.logs.push_back(printable(line));
+      }
+    }
+  }
+  return out;
+}
 
+bool TraceSpan::timedOut() const { return failed() && looksLikeTimeout(firstLine(error)); }
+
+std::string failureMarker(const TraceSpan& span) {
+  std::string message = firstLine(span.error);
+  if (span.timedOut()) return "← timeout here";
+  return "← failed here" +
+         (message.empty() ? std::string() : ": " + truncated(message, kMaxSpanNote));
+}
+
+std::string renderRecordHeader(const json& record, Color color) {
+  return headerLine(record, Painter(color));
+}
+
+std::string renderMutationLine(const json& mutation, Color color) {
+  return whyMutationLine(mutation, Painter(color));
+}
+
+std::string renderTrace(const json& answer, Color color) {
+  Painter paint(color);
+  const json& record = field(answer, "record");
+  std::string out = headerLine(record, paint) + "\n";
+
+  std::vector<TraceSpan> spans = traceSpans(record);
   size_t label_width = 0, duration_width = 0;
-  for (const Line& line : lines) {
-    label_width = std::max(label_width, displayWidth(line.label));
-    if (tree.spans[line.span].status != "skipped") {
-      duration_width = std::max(duration_width, displayWidth(line.duration));
+  for (const TraceSpan& span : spans) {
+    label_width =
+        std::max(label_width, displayWidth(span.prefix + truncated(span.name, kMaxTraceName)));
+    if (!span.skipped()) {
+      duration_width = std::max(duration_width, displayWidth(formatDuration(span.duration_us)));
     }
   }
 
   size_t errors = 0;
-  for (const Line& line : lines) {
-    const SpanView& span = tree.spans[line.span];
-    std::string text = "  " + padded(line.label, label_width) + "  ";
-    if (span.status == "skipped") {
+  for (const TraceSpan& span : spans) {
+    std::string text =
+        "  " + padded(span.prefix + truncated(span.name, kMaxTraceName), label_width) + "  ";
+    if (span.skipped()) {
       out += text + paint.dim("— skipped (upstream error)") + "\n";
       continue;
     }
-    text += paddedLeft(line.duration, duration_width);
-    if (isErrorSpan(span)) {
+    text += paddedLeft(formatDuration(span.duration_us), duration_width);
+    if (span.failed()) {
       ++errors;
       std::string message = firstLine(span.error);
-      if (cause && *cause == line.span) {
-        text +=
-            "  " + paint.red(looksLikeTimeout(message)
-                                 ? "← timeout here"
-                                 : "← failed here" +
-                                       (message.empty() ? std::string()
-                                                        : ": " + truncated(message, kMaxSpanNote)));
+      if (span.root_cause) {
+        text += "  " + paint.red(failureMarker(span));
       } else {
         text += "  " + paint.red("✗" + (message.empty() ? std::string()
                                                         : " " + truncated(message, kMaxSpanNote)));
       }
-    } else if (span.output != nullptr && !span.output->is_null()) {
-      text += "  " + paint.dim("→ " + compactValue(*span.output, kMaxSpanOutput));
+    } else if (!span.output.is_null()) {
+      text += "  " + paint.dim("→ " + compactValue(span.output, kMaxSpanOutput));
     }
     out += text + "\n";
   }
-  if (lines.empty()) out += "  " + paint.dim("no spans recorded") + "\n";
+  if (spans.empty()) out += "  " + paint.dim("no spans recorded") + "\n";
 
   int64_t writes = 0;
   const json& mutations = arrayField(answer, "mutations");
@@ -746,7 +780,7 @@ std::string renderTrace(const json& answer, Color color) {
   int64_t total = intField(answer, "mutations_total", static_cast<int64_t>(mutations.size()));
   writes += std::max<int64_t>(0, total - static_cast<int64_t>(mutations.size()));
   out += "\n  " +
-         paint.dim(fmt::format("── Spans: {}  ·  Errors: {}  ·  DB writes: {}", lines.size(),
+         paint.dim(fmt::format("── Spans: {}  ·  Errors: {}  ·  DB writes: {}", spans.size(),
                                errors, writes)) +
          "\n";
   return out;

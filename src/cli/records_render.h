@@ -36,6 +36,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cli/state_render.h"
 #include "cli/suggestions.h"
@@ -95,5 +96,60 @@ std::string renderTrace(const nlohmann::json& answer, Color color);
 // The candidates of a 409 ({"error", "total", "candidates": [summary...]}), one line each,
 // for stderr; ends with a newline (empty when there are none).
 std::string renderCandidates(const nlohmann::json& body);
+
+// ---- Pieces the other record views (trace debug, trace diff) share ---------------------------
+
+// Terminal columns of UTF-8 text, counted as code points.
+size_t displayWidth(std::string_view text);
+
+// Cut at a code point boundary so that the result, "…" included, is at most `width` columns.
+std::string truncated(std::string_view text, size_t width);
+
+// Control characters escaped ("\n", "\x1b"), so that a value never breaks a line or the
+// terminal.
+std::string printable(std::string_view text);
+
+// A body, an input or an output as one line of at most `width` columns: JSON compact (a string
+// holding JSON too), text as it is, printable.
+std::string compactValue(const nlohmann::json& value, size_t width);
+
+// One span of a record as `flux trace` lists it: depth first from the roots, children by start
+// time, each with the tree drawing before its name ("", "└─ ", "   ├─ ").
+struct TraceSpan {
+  uint32_t id = 0;
+  uint32_t parent = 0;  // 0: a root (also when the parent is not in the record)
+  size_t depth = 0;     // 0 for a root
+  std::string prefix;   // the tree drawing
+  std::string name;     // printable
+  int64_t start_us = 0;
+  int64_t duration_us = 0;
+  std::string status;  // "ok", "error", "skipped"
+  std::string error;   // the message; empty when none
+  std::string location;
+  nlohmann::json input;   // null when none
+  nlohmann::json output;  // null when none
+  std::vector<std::string> logs;
+  bool root_cause = false;  // the first error, the one `flux why` names
+
+  bool failed() const { return status == "error" || !error.empty(); }
+  bool skipped() const { return status == "skipped"; }
+  // Failed with an error that reads as a timeout ("timeout", "timed out").
+  bool timedOut() const;
+};
+
+// The spans of a record (the "record" of a GET /_flux/records/<id> answer) in `flux trace`
+// order. Spans caught in a cycle of parents come last, each drawn as a root.
+std::vector<TraceSpan> traceSpans(const nlohmann::json& record);
+
+// "← timeout here" for an error that reads as a timeout, else "← failed here: <message>".
+std::string failureMarker(const TraceSpan& span);
+
+// The line `flux trace` and `flux why` start with: "  req:550e8400  POST /checkout  500  44ms
+// ·  create_order  ·  2026-03-10 14:22:31 UTC"; ends with a newline.
+std::string renderRecordHeader(const nlohmann::json& record, Color color);
+
+// A mutation as `flux why` lists it under DATA CHANGES: "users id=42  plan: free → null
+// (rolled back)", "subscriptions  UPDATE  0 rows affected  where customer_id=cus_ABC".
+std::string renderMutationLine(const nlohmann::json& mutation, Color color);
 
 }  // namespace flux::cli

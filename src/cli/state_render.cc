@@ -188,7 +188,10 @@ std::string formatRowValues(const json& row, const std::vector<std::string>& key
 std::string formatChanges(const json& mutation) { return changedValues(mutation); }
 
 Color stdoutColor() {
-  return isatty(STDOUT_FILENO) && std::getenv("NO_COLOR") == nullptr ? Color::kOn : Color::kOff;
+  // https://no-color.org: set and not empty turns colour off; empty counts as unset.
+  const char* no_color = std::getenv("NO_COLOR");
+  bool refused = no_color != nullptr && *no_color != '\0';
+  return isatty(STDOUT_FILENO) && !refused ? Color::kOn : Color::kOff;
 }
 
 std::string requestHandle(std::string_view request_id) {

@@ -26,7 +26,7 @@ namespace flux::cli {
 
 enum class Color { kOff, kOn };
 
-// kOn when stdout is a terminal and NO_COLOR is not set.
+// kOn when stdout is a terminal and NO_COLOR is not set (or set to the empty string).
 Color stdoutColor();
 
 // The body of GET /_flux/state/history, printed; ends with a newline.

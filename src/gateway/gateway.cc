@@ -112,6 +112,7 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
     }
     for (record::Span& span : result->spans) r.spans.push_back(std::move(span));
     r.logs = std::move(result->logs);
+    if (!result->journal.empty()) r.journal = result->journal.toJson();
   } else if (r.status >= 400) {
     // Refused by the gateway itself (404, 405, 400, 413): its JSON body says why.
     auto body = nlohmann::json::parse(out.body, nullptr, false);

@@ -2,7 +2,9 @@
 // and the runtime compile without Beast's headers.
 #pragma once
 
+#include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,10 +29,36 @@ struct HttpRequest {
   std::string_view query() const;  // after '?', or empty
 };
 
+// The writing end of a response body sent as it is produced (chunked transfer encoding), for
+// answers that last: Server-Sent Events. Handed to HttpResponse::stream on the worker thread
+// that owns the connection, and used on that thread only.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  // Queues `data` (one chunk; empty data is ignored). False, with nothing queued, once the
+  // stream is closed. Never blocks: what the socket has not taken yet waits in memory, and
+  // queuedBytes() says how much, so that the writer can bound it.
+  virtual bool write(std::string data) = 0;
+  // Ends the body after what is queued (the last chunk), then closes the connection. A
+  // client that does not take the rest within a few seconds is cut off.
+  virtual void end() = 0;
+  // Bytes queued that the socket has not taken yet.
+  virtual size_t queuedBytes() const = 0;
+  // True once the client went away, end() was called or the server is stopping.
+  virtual bool closed() const = 0;
+  // `callback` runs once, on this thread, when the stream closes for any reason; at once
+  // when it is closed already. Replaces an earlier callback.
+  virtual void onClose(std::function<void()> callback) = 0;
+};
+
 struct HttpResponse {
   int status = 200;
   std::vector<HttpHeader> headers;
   std::string body;
+  // When set, the status and headers go out with `transfer-encoding: chunked` (body is
+  // ignored), the connection is not reused, and this is called once, on the worker thread,
+  // with the stream to write the body to. Dropping the last reference to the stream ends it.
+  std::function<void(std::shared_ptr<ResponseStream>)> stream;
 
   // A response with content-type application/json.
   static HttpResponse json(int status, std::string body);

@@ -1,13 +1,15 @@
 #include "net/http_server.h"
 
-
-#include <optional>
-#include <utility>  // must precede asio's awaitable headers under g++ 12
-
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <deque>
+#include <optional>
+#include <utility>  // must precede asio's awaitable headers under g++ 12
 
 namespace flux::net {
 
@@ -19,6 +21,24 @@ using tcp = asio::ip::tcp;
 namespace {
 
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+// After ResponseStream::end(), how long a client may take to read the rest before the
+// connection is cut.
+constexpr std::chrono::seconds kStreamEndGrace{5};
+
+// "1a2b\r\n<data>\r\n": one chunk of a chunked body.
+std::string chunkFrame(std::string data) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string size;
+  for (size_t n = data.size(); n > 0; n >>= 4) size.insert(size.begin(), kHex[n & 15]);
+  std::string framed;
+  framed.reserve(size.size() + data.size() + 4);
+  framed += size;
+  framed += "\r\n";
+  framed += data;
+  framed += "\r\n";
+  return framed;
+}
 
 // One connection. Shared ownership because Beast's async operations and the handler's
 // Responder both keep the session alive until the last of them completes.
@@ -54,6 +74,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
     http::request<http::string_body> raw = parser_->release();
     keep_alive_ = raw.keep_alive();
+    http10_ = raw.version() < 11;
     HttpRequest request;
     request.method = std::string(raw.method_string());
     request.target = std::string(raw.target());
@@ -82,6 +103,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void writeResponse(HttpResponse response) {
+    if (response.stream) return startStream(std::move(response));
     response_.emplace();
     response_->result(static_cast<unsigned>(response.status));
     response_->version(11);
@@ -104,11 +126,132 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.close();
   }
 
+  // ---- Streamed bodies (HttpResponse::stream) ----
+  //
+  // The head goes out by hand (Beast's serializer wants the whole body), then each write is a
+  // chunk; everything queued is written in one gather as soon as the previous write is done.
+  // Meanwhile a read waits on the socket: its end (or any error) means the client went away.
+  // HTTP/1.0 clients get the bytes as they are, the end of the body being the close.
+  class ChunkStream final : public ResponseStream {
+   public:
+    explicit ChunkStream(std::shared_ptr<Session> session) : session_(std::move(session)) {}
+    ~ChunkStream() override { session_->endStream(); }
+    bool write(std::string data) override { return session_->queueChunk(std::move(data)); }
+    void end() override { session_->endStream(); }
+    size_t queuedBytes() const override { return session_->queued_bytes_; }
+    bool closed() const override { return session_->stream_closed_ || session_->stream_ending_; }
+    void onClose(std::function<void()> callback) override {
+      if (session_->stream_closed_) {
+        if (callback) callback();
+        return;
+      }
+      session_->on_stream_close_ = std::move(callback);
+    }
+
+   private:
+    std::shared_ptr<Session> session_;
+  };
+
+  void startStream(HttpResponse response) {
+    keep_alive_ = false;
+    auto status = static_cast<http::status>(response.status);
+    std::string head = "HTTP/1.1 " + std::to_string(response.status) + " " +
+                       std::string(http::obsolete_reason(status)) + "\r\n";
+    for (const HttpHeader& h : response.headers) {
+      if (equalsIgnoreCase(h.name, "content-length") ||
+          equalsIgnoreCase(h.name, "transfer-encoding") || equalsIgnoreCase(h.name, "connection")) {
+        continue;
+      }
+      head += h.name + ": " + h.value + "\r\n";
+    }
+    if (!http10_) head += "transfer-encoding: chunked\r\n";
+    head += "connection: close\r\n\r\n";
+    queueRaw(std::move(head));
+    readUntilClosed();
+    auto stream = std::make_shared<ChunkStream>(shared_from_this());
+    response.stream(std::move(stream));
+  }
+
+  bool queueChunk(std::string data) {
+    if (stream_closed_ || stream_ending_) return false;
+    if (data.empty()) return true;
+    queueRaw(http10_ ? std::move(data) : chunkFrame(std::move(data)));
+    return true;
+  }
+
+  void queueRaw(std::string bytes) {
+    queued_bytes_ += bytes.size();
+    out_queue_.push_back(std::move(bytes));
+    pump();
+  }
+
+  void pump() {
+    if (writing_ || stream_closed_) return;
+    if (out_queue_.empty()) {
+      if (stream_ending_) closeStream();
+      return;
+    }
+    writing_buf_.clear();
+    for (std::string& piece : out_queue_) writing_buf_ += piece;
+    out_queue_.clear();
+    writing_ = true;
+    asio::async_write(stream_.socket(), asio::buffer(writing_buf_),
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        self->writing_ = false;
+                        self->queued_bytes_ -= self->writing_buf_.size();
+                        if (ec) return self->closeStream();
+                        self->pump();
+                      });
+  }
+
+  void readUntilClosed() {
+    stream_.socket().async_read_some(asio::buffer(drain_),
+                                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                                       if (ec) return self->closeStream();
+                                       self->readUntilClosed();
+                                     });
+  }
+
+  void endStream() {
+    if (stream_closed_ || stream_ending_) return;
+    if (!http10_) queueRaw("0\r\n\r\n");
+    stream_ending_ = true;
+    end_timer_.emplace(stream_.get_executor());
+    end_timer_->expires_after(kStreamEndGrace);
+    end_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->closeStream();
+    });
+    pump();
+  }
+
+  void closeStream() {
+    if (stream_closed_) return;
+    stream_closed_ = true;
+    if (end_timer_) end_timer_->cancel();
+    close();
+    out_queue_.clear();
+    if (auto callback = std::move(on_stream_close_)) {
+      on_stream_close_ = nullptr;
+      callback();
+    }
+  }
+
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> response_;
   bool keep_alive_ = true;
+  bool http10_ = false;
+  // Streamed bodies.
+  std::deque<std::string> out_queue_;
+  std::string writing_buf_;
+  size_t queued_bytes_ = 0;
+  bool writing_ = false;
+  bool stream_ending_ = false;
+  bool stream_closed_ = false;
+  std::function<void()> on_stream_close_;
+  std::optional<asio::steady_timer> end_timer_;
+  std::array<char, 1024> drain_{};
   RequestHandler& handler_;
   const ServerOptions& options_;
 };

@@ -46,9 +46,10 @@ struct IsolateWorker::Database {
   }
 
   // Settles `resolver` in its context once the request's work is back on the loop.
+  // A rejection's DatabaseError remembers `span_id`, the call's span (0: none).
   static void settle(IsolateWorker& w, uint64_t serial, uint32_t slot,
                      v8::Global<v8::Promise::Resolver> resolver, Result<data::QueryResult> result,
-                     const Shape& shape) {
+                     const Shape& shape, uint32_t span_id = 0) {
     auto c = w.contexts_.find(serial);
     if (c == w.contexts_.end()) return;  // the context is gone: nobody awaits this any more
     FunctionContext& fc = *c->second;
@@ -68,6 +69,7 @@ struct IsolateWorker::Database {
       if (fc.make_database_error.Get(w.isolate_)
               ->Call(context, v8::Undefined(w.isolate_), 3, args)
               .ToLocal(&error)) {
+        tagErrorSpan(context, error, span_id);
         discard(r->Reject(context, error));
       }
     });
@@ -100,7 +102,9 @@ struct IsolateWorker::Database {
     uint32_t slot = 0;
     v8::Global<v8::Promise::Resolver> resolver;
     data::RequestTransaction* transaction = nullptr;
-    size_t span = 0;  // index of this call's span in the request's spans; 0: none
+    size_t span = 0;       // index of this call's span in the request's spans; 0: none
+    size_t parent = 0;     // index of the span it was called in (the innermost ctx.span block)
+    std::string location;  // the TypeScript call site
   };
 
   // The call's span in the execution record: the SQL and parameters in, the command tag and
@@ -112,34 +116,50 @@ struct IsolateWorker::Database {
     nlohmann::json values = nlohmann::json::array();
     for (const auto& v : params) values.push_back(v ? nlohmann::json(*v) : nlohmann::json());
     call.span = it->second->openSpan(std::move(name), {{"sql", sql}, {"params", std::move(values)}},
-                                     call.worker->clock_.steadyNow());
+                                     call.worker->clock_.steadyNow(), call.parent,
+                                     std::move(call.location));
   }
 
-  static void closeSpan(Call& call, const Result<data::QueryResult>& result) {
+  // The first `limit` rows as objects of text values (null for NULL).
+  static nlohmann::json rowsJson(const data::QueryResult& result, size_t limit) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (size_t r = 0; r < result.rows.size() && r < limit; ++r) {
+      nlohmann::json row = nlohmann::json::object();
+      for (size_t c = 0; c < result.columns.size(); ++c) {
+        const auto& cell = result.rows[r][c];
+        row[result.columns[c].name] = cell ? nlohmann::json(*cell) : nlohmann::json();
+      }
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  }
+
+  // Ends the call's span (output: command, rowCount, the first rows; or the error) and
+  // journals the result (all rows, up to kJournalRows). Returns the span's id (0: none).
+  static uint32_t closeSpan(Call& call, const Result<data::QueryResult>& result) {
     static constexpr size_t kRowsShown = 3;
+    static constexpr size_t kJournalRows = 10'000;
     auto it = call.worker->pending_.find(call.slot);
-    if (it == call.worker->pending_.end() || call.span == 0) return;
+    if (it == call.worker->pending_.end() || call.span == 0) return 0;
     PendingRequest& request = *it->second;
-    if (call.span >= request.spans.size()) return;
+    if (call.span >= request.spans.size()) return 0;
     record::Span& span = request.spans[call.span];
     span.duration_us = request.sinceStartUs(call.worker->clock_.steadyNow()) - span.start_us;
     if (!result) {
       span.status = record::SpanStatus::kError;
       span.error = result.error().message;
-      return;
-    }
-    nlohmann::json rows = nlohmann::json::array();
-    for (size_t r = 0; r < result->rows.size() && r < kRowsShown; ++r) {
-      nlohmann::json row = nlohmann::json::object();
-      for (size_t c = 0; c < result->columns.size(); ++c) {
-        const auto& cell = result->rows[r][c];
-        row[result->columns[c].name] = cell ? nlohmann::json(*cell) : nlohmann::json();
-      }
-      rows.push_back(std::move(row));
+      request.journal.dbError(span.id, result.error().message);
+      return span.id;
     }
     span.output = {{"command", result->command_tag},
                    {"rowCount", result->affected},
-                   {"rows", std::move(rows)}};
+                   {"rows", rowsJson(*result, kRowsShown)}};
+    nlohmann::json value = {{"command", result->command_tag},
+                            {"rowCount", result->affected},
+                            {"rows", rowsJson(*result, kJournalRows)}};
+    if (result->rows.size() > kJournalRows) value["rows_truncated"] = true;
+    request.journal.db(span.id, std::move(value));
+    return span.id;
   }
 
   static std::optional<Call> begin(const v8::FunctionCallbackInfo<v8::Value>& info) {
@@ -152,6 +172,9 @@ struct IsolateWorker::Database {
     call.serial = FunctionContext::from(context).serial;
     call.slot = info[0]->Uint32Value(context).FromMaybe(0);
     call.resolver.Reset(w.isolate_, resolver);
+    // Where and under which span the user made the call: only known now, while its JS runs.
+    call.parent = w.currentSpan(context, call.slot);
+    call.location = w.callSite(FunctionContext::from(context));
     std::string why;
     call.transaction = transaction(w, call.slot, why);
     if (call.transaction == nullptr) {
@@ -357,10 +380,10 @@ struct IsolateWorker::Database {
           txn->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
                      [call = std::move(call),
                       zero = std::move(zero)](Result<data::QueryResult> r) mutable {
-                       closeSpan(call, r);
+                       uint32_t span = closeSpan(call, r);
                        if (r && r->affected == 0) call.transaction->recordZeroRows(std::move(zero));
                        settle(*call.worker, call.serial, call.slot, std::move(call.resolver),
-                              std::move(r), countAndRows);
+                              std::move(r), countAndRows, span);
                      });
         });
   }
@@ -400,10 +423,12 @@ struct IsolateWorker::Database {
         }
       }
       data::RequestTransaction* txn = call->transaction;
+      openSpan(*call, "db.query", sql, params);
       txn->query(std::move(sql), std::move(params), data::Prepare::kNo,
                  [call = std::move(*call)](Result<data::QueryResult> r) mutable {
+                   uint32_t span = closeSpan(call, r);
                    settle(*call.worker, call.serial, call.slot, std::move(call.resolver),
-                          std::move(r), countAndRows);
+                          std::move(r), countAndRows, span);
                  });
     });
 
@@ -416,32 +441,33 @@ struct IsolateWorker::Database {
       v8::Global<v8::Value> rows(iso, info[2]);
       std::vector<std::string> columns;
       collectColumns(iso->GetCurrentContext(), info[2], 1, columns);
-      withCatalog(
-          *call, table, std::move(columns),
-          [table, rows = std::move(rows)](Call& call, const data::Catalog& catalog,
-                                          v8::Local<v8::Context> context) mutable {
-            IsolateWorker& w = *call.worker;
-            const data::TableInfo* info = catalog.find(table);
-            std::vector<data::InsertRow> insert_rows;
-            auto list = rows.Get(w.isolate_);
-            if (list->IsArray()) {
-              auto array = list.As<v8::Array>();
-              for (uint32_t i = 0; i < array->Length(); ++i) {
-                auto values = entries(context, array->Get(context, i).ToLocalChecked(), info);
-                if (!values) return reject(call, values.error());
-                insert_rows.push_back({std::move(*values)});
-              }
-            }
-            auto q = data::buildInsert(catalog, table, insert_rows);
-            if (!q) return reject(call, q.error());
-            openSpan(call, "db.insert(" + q->table->name + ")", q->sql, q->params);
-            call.transaction->query(std::move(q->sql), std::move(q->params), data::Prepare::kYes,
-                                    [call = std::move(call)](Result<data::QueryResult> r) mutable {
-                                      closeSpan(call, r);
-                                      settle(*call.worker, call.serial, call.slot,
-                                             std::move(call.resolver), std::move(r), countAndRows);
-                                    });
-          });
+      withCatalog(*call, table, std::move(columns),
+                  [table, rows = std::move(rows)](Call& call, const data::Catalog& catalog,
+                                                  v8::Local<v8::Context> context) mutable {
+                    IsolateWorker& w = *call.worker;
+                    const data::TableInfo* info = catalog.find(table);
+                    std::vector<data::InsertRow> insert_rows;
+                    auto list = rows.Get(w.isolate_);
+                    if (list->IsArray()) {
+                      auto array = list.As<v8::Array>();
+                      for (uint32_t i = 0; i < array->Length(); ++i) {
+                        auto values =
+                            entries(context, array->Get(context, i).ToLocalChecked(), info);
+                        if (!values) return reject(call, values.error());
+                        insert_rows.push_back({std::move(*values)});
+                      }
+                    }
+                    auto q = data::buildInsert(catalog, table, insert_rows);
+                    if (!q) return reject(call, q.error());
+                    openSpan(call, "db.insert(" + q->table->name + ")", q->sql, q->params);
+                    call.transaction->query(
+                        std::move(q->sql), std::move(q->params), data::Prepare::kYes,
+                        [call = std::move(call)](Result<data::QueryResult> r) mutable {
+                          uint32_t span = closeSpan(call, r);
+                          settle(*call.worker, call.serial, call.slot, std::move(call.resolver),
+                                 std::move(r), countAndRows, span);
+                        });
+                  });
     });
 
     define("dbUpdate",

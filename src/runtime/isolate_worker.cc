@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -159,6 +160,12 @@ IsolateWorker::IsolateWorker(boost::asio::io_context& loop, RuntimeOptions optio
       random_(random),
       state_(std::make_unique<IsolateState>()) {
   if (options_.database) database_ = std::make_unique<data::PgPool>(loop_, *options_.database);
+  if (options_.fetch.extra_ca_file.empty()) {
+    // Test-only: lets end-to-end tests fetch from a local TLS server with its own certificate.
+    if (const char* file = std::getenv("FLUX_FETCH_EXTRA_CA_FILE")) {
+      options_.fetch.extra_ca_file = file;
+    }
+  }
   state_->allocator.reset(v8::ArrayBuffer::Allocator::NewDefaultAllocator());
   v8::Isolate::CreateParams params;
   params.array_buffer_allocator = state_->allocator.get();
@@ -184,6 +191,8 @@ IsolateWorker::IsolateWorker(boost::asio::io_context& loop, RuntimeOptions optio
 }
 
 IsolateWorker::~IsolateWorker() {
+  fetch_client_.reset();  // cancels every exchange: none calls back any more
+  fetches_.clear();
   pending_.clear();
   contexts_.clear();
   state_->glue.Reset();
@@ -312,6 +321,7 @@ std::unique_ptr<FunctionContext> IsolateWorker::createContext(
   if (!v8::ScriptCompiler::CompileModule(isolate_, &source).ToLocal(&module)) {
     loadFailed("the function's module does not compile");
   } else {
+    fc->script_id = module->ScriptId();
     auto resolve = [](v8::Local<v8::Context> ctx, v8::Local<v8::String> specifier,
                       v8::Local<v8::FixedArray>,
                       v8::Local<v8::Module>) -> v8::MaybeLocal<v8::Module> {
@@ -437,6 +447,8 @@ void IsolateWorker::invoke(const std::shared_ptr<const FunctionBundle>& bundle,
     for (const auto& [key, value] : invocation.params) {
       discard(params->Set(context, v8String(isolate_, key), v8String(isolate_, value)));
     }
+    context->SetContinuationPreservedEmbedderData(
+        v8::Number::New(isolate_, encodeSpanContext(slot, 0)));
     v8::Local<v8::Value> args[] = {
         v8::Integer::NewFromUnsigned(isolate_, slot),
         fc.handler.Get(isolate_),
@@ -474,6 +486,9 @@ void IsolateWorker::runInContext(FunctionContext& fc, const std::function<void()
     v8::Local<v8::Context> context = fc.context.Get(isolate_);
     v8::Context::Scope context_scope(context);
     v8::TryCatch try_catch(isolate_);
+    // No span context unless `body` sets one (dispatch, a timer): what the last JS left there
+    // belongs to whatever ran then.
+    context->SetContinuationPreservedEmbedderData(v8::Undefined(isolate_));
     watchdog_->arm(fc.bundle->timeout);
     body();
     if (!isolate_->IsExecutionTerminating()) fc.microtasks->PerformCheckpoint(isolate_);
@@ -535,11 +550,14 @@ void IsolateWorker::finish(uint32_t slot, InvocationResult result) {
   std::unique_ptr<PendingRequest> pending = std::move(it->second);
   pending_.erase(it);
   if (pending->deadline) pending->deadline->cancel();
+  endRunning(*pending, result);
   closeFunctionSpan(*pending, result);
   if (auto c = contexts_.find(pending->context_serial); c != contexts_.end()) {
+    applySpanShape(*c->second, result);
     --c->second->pending;
     dropIfIdle(*c->second);
   }
+  result.journal = std::move(pending->journal);
   data::RequestTransaction* transaction = pending->transaction.get();
   if (transaction == nullptr || !transaction->started()) {
     pending->done(std::move(result));
@@ -576,6 +594,7 @@ void IsolateWorker::fireTimer(uint64_t context_serial, uint32_t timer_id) {
   FunctionContext& fc = *c->second;
   auto t = fc.timers.find(timer_id);
   if (t == fc.timers.end()) return;
+  double span_context = t->second.span_context;
   if (t->second.interval.count() > 0) {
     t->second.timer->expires_after(t->second.interval);
     t->second.timer->async_wait(
@@ -587,6 +606,9 @@ void IsolateWorker::fireTimer(uint64_t context_serial, uint32_t timer_id) {
   }
   runInContext(fc, [&] {
     v8::Local<v8::Context> context = isolate_->GetCurrentContext();
+    if (span_context >= 0) {
+      context->SetContinuationPreservedEmbedderData(v8::Number::New(isolate_, span_context));
+    }
     v8::Local<v8::Value> args[] = {v8::Integer::NewFromUnsigned(isolate_, timer_id)};
     discard(fc.fire_timer.Get(isolate_)->Call(context, v8::Undefined(isolate_), 1, args));
   });
@@ -596,6 +618,7 @@ void IsolateWorker::closeFunctionSpan(PendingRequest& pending, InvocationResult&
   record::Span& span = pending.spans.front();
   span.duration_us = pending.sinceStartUs(clock_.steadyNow()) - span.start_us;
   span.output = {{"status", result.response.status}};
+  if (pending.dropped_spans > 0) span.output["spans_dropped"] = pending.dropped_spans;
   if (result.error) {
     span.status = record::SpanStatus::kError;
     span.error = result.error->message;
@@ -603,14 +626,113 @@ void IsolateWorker::closeFunctionSpan(PendingRequest& pending, InvocationResult&
       if (key == "location") span.location = value;
     }
   }
-  span.logs = pending.logs;
+  span.logs = std::move(pending.function_logs);
   result.spans = std::move(pending.spans);
   result.logs = std::move(pending.logs);
 }
 
-IsolateWorker::PendingRequest* IsolateWorker::currentRequest() {
-  auto it = pending_.find(current_slot_);
-  return it == pending_.end() ? nullptr : it->second.get();
+void IsolateWorker::endRunning(PendingRequest& pending, const InvocationResult& result) {
+  if (pending.fetches.empty() && pending.open_user_spans.empty()) return;
+  int64_t now_us = pending.sinceStartUs(clock_.steadyNow());
+  std::string why =
+      result.error ? result.error->message : std::string("the handler answered before it finished");
+  for (uint64_t id : pending.fetches) {
+    auto it = fetches_.find(id);
+    if (it == fetches_.end()) continue;
+    if (fetch_client_) fetch_client_->cancel(it->second->exchange);
+    size_t index = it->second->span;
+    fetches_.erase(it);
+    if (index == 0 || index >= pending.spans.size()) continue;
+    record::Span& span = pending.spans[index];
+    span.duration_us = now_us - span.start_us;
+    span.status = record::SpanStatus::kError;
+    span.error = "aborted: the request ended (" + why + ")";
+    pending.journal.fetchError(span.id, *span.error);
+  }
+  pending.fetches.clear();
+  for (const auto& [index, saved] : pending.open_user_spans) {
+    if (index >= pending.spans.size()) continue;
+    record::Span& span = pending.spans[index];
+    span.duration_us = now_us - span.start_us;
+    if (result.error) {
+      span.status = record::SpanStatus::kError;
+      span.error = "did not finish: " + why;
+    } else {
+      span.output = {{"unfinished", true}};
+    }
+  }
+  pending.open_user_spans.clear();
+}
+
+void IsolateWorker::applySpanShape(FunctionContext& fc, InvocationResult& result) {
+  if (result.spans.empty()) return;
+  uint64_t version = fc.bundle->version;
+  if (result.error) {
+    const record::Span& function_span = result.spans.front();
+    if (fc.shape.version == version) {
+      fc.shape.appendSkipped(result.spans, function_span.start_us + function_span.duration_us);
+    }
+    return;
+  }
+  if (result.response.status >= 500 || fc.shape.matches(version, result.spans)) return;
+  fc.shape = SpanShape::of(version, result.spans);
+}
+
+IsolateWorker::PendingRequest* IsolateWorker::currentRequest(v8::Local<v8::Context> context,
+                                                             size_t* span_index,
+                                                             uint32_t* running_slot) {
+  uint32_t slot = 0;
+  size_t index = 0;
+  if (!decodeSpanContext(context->GetContinuationPreservedEmbedderData(), slot, index)) {
+    slot = current_slot_;
+    index = 0;
+  }
+  auto it = pending_.find(slot);
+  if (it == pending_.end()) return nullptr;
+  if (span_index != nullptr) {
+    *span_index = index != 0 && it->second->isOpenUserSpan(index) ? index : 0;
+  }
+  if (running_slot != nullptr) *running_slot = slot;
+  return it->second.get();
+}
+
+size_t IsolateWorker::currentSpan(v8::Local<v8::Context> context, uint32_t slot) {
+  uint32_t running_slot = 0;
+  size_t index = 0;
+  if (!decodeSpanContext(context->GetContinuationPreservedEmbedderData(), running_slot, index) ||
+      running_slot != slot || index == 0) {
+    return 0;
+  }
+  auto it = pending_.find(slot);
+  if (it == pending_.end() || !it->second->isOpenUserSpan(index)) return 0;
+  return index;
+}
+
+std::string IsolateWorker::callSite(const FunctionContext& fc) {
+  static constexpr int kFrames = 24;
+  v8::HandleScope scope(isolate_);
+  auto trace = v8::StackTrace::CurrentStackTrace(
+      isolate_, kFrames,
+      static_cast<v8::StackTrace::StackTraceOptions>(
+          v8::StackTrace::kLineNumber | v8::StackTrace::kColumnOffset | v8::StackTrace::kScriptId));
+  for (int i = 0; i < trace->GetFrameCount(); ++i) {
+    v8::Local<v8::StackFrame> frame = trace->GetFrame(isolate_, static_cast<uint32_t>(i));
+    if (frame->GetScriptId() != fc.script_id) continue;
+    int line = frame->GetLineNumber();
+    int column = frame->GetColumn();
+    if (auto original = fc.bundle->source_map.lookup(line, column)) {
+      return original->source + ":" + std::to_string(original->line) + ":" +
+             std::to_string(original->column);
+    }
+    return bundleResourceName(*fc.bundle) + ":" + std::to_string(line) + ":" +
+           std::to_string(column);
+  }
+  return {};
+}
+
+net::FetchClient& IsolateWorker::fetchClient() {
+  if (!fetch_client_) fetch_client_ = std::make_unique<net::FetchClient>(loop_, options_.fetch);
+  return *fetch_client_;
 }
 
 Error IsolateWorker::userError(FunctionContext& fc, const std::string& stack,
