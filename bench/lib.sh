@@ -37,6 +37,9 @@
 #   wrk_measure NAME URL [ARG...] wrk warm-up, then the measured run with --latency (ARGs go to
 #                                 both, e.g. -s script.lua); raw output in $tmp/wrk-NAME.txt and
 #                                 $results/<bench_name>-NAME.wrk.txt
+#   wrk_run NAME CONNS URL [ARG...]  one measured run without warm-up (same files)
+#   compare_pairs LABEL A B CONNS PATH [ARG...]  A/B pairs of runs on two running servers, ABBA
+#                                 order; sets compared[LABEL] (see the function)
 #   wrk_parse NAME                from that output set rps[NAME], p50[NAME], p99[NAME] (us) and
 #                                 errors[NAME] (socket errors + non-2xx/3xx answers)
 #   to_us VALUE                   wrk's "193.00us" / "1.20ms" / "2.00s" -> microseconds
@@ -198,7 +201,14 @@ wrk_measure() {
   shift 2
   log "$name: ready; warm-up $WARMUP, then measuring $DURATION"
   wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "$@" "$url" >"$tmp/wrk-$name.warmup.txt"
-  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" >"$tmp/wrk-$name.txt"
+  wrk_run "$name" "$CONNECTIONS" "$url" "$@"
+}
+
+# wrk_run NAME CONNECTIONS URL [ARG...]: one measured run, no warm-up (a wrk_measure's second half).
+wrk_run() {
+  local name=$1 connections=$2 url=$3
+  shift 3
+  wrk -t1 -c"$connections" -d"$DURATION" --latency "$@" "$url" >"$tmp/wrk-$name.txt"
   cp "$tmp/wrk-$name.txt" "$results/$bench_name-$name.wrk.txt"
 }
 
@@ -228,11 +238,58 @@ wrk_parse() {
   [ "${errors[$name]}" = 0 ] || log "warning: $name had ${errors[$name]} socket errors or non-2xx answers"
 }
 
+# --- A/B comparison -----------------------------------------------------------------------------
+
+# compare_pairs LABEL A B CONNECTIONS PATH [WRK_ARG...]: ROUNDS pairs of measured runs of
+# `wrk -cCONNECTIONS` on PATH of the running servers A and B (ports[A], ports[B]), in the order
+# A B, B A, A B, ... after one warm-up of each, so that the machine's drift in speed (these
+# machines are shared) hits both alike and each pair is compared within itself. After every run
+# it calls `after_run RUN SERVER` if the script defines that function (e.g. to wait until the
+# run's records are stored, so that deferred work does not spill into the next run).
+# Sets compared[LABEL] to "<median ratio> <min> <max> <added p50> <added p99> <rps A> <rps B>":
+# the median, min and max over the pairs of rps_B / rps_A, the medians of p50_B - p50_A and
+# p99_B - p99_A (us), and the median rps of each; pair_runs[LABEL] lists the runs.
+declare -A compared=() pair_runs=()
+compare_pairs() {
+  local label=$1 a=$2 b=$3 connections=$4 path=$5 round first second run server
+  shift 5
+  local ratios=() d50=() d99=() rps_a=() rps_b=()
+  for server in "$a" "$b"; do
+    log "$label: warm-up of $server ($WARMUP)"
+    wrk -t1 -c"$connections" -d"$WARMUP" "$@" "http://127.0.0.1:${ports[$server]}$path" \
+      >"$tmp/wrk-$label-$server-warmup.txt"
+  done
+  for ((round = 1; round <= ROUNDS; round++)); do
+    if ((round % 2)); then first=$a second=$b; else first=$b second=$a; fi
+    for server in "$first" "$second"; do
+      run=$label-$server-$round
+      log "$run: measuring $DURATION with $connections connections"
+      wrk_run "$run" "$connections" "http://127.0.0.1:${ports[$server]}$path" "$@"
+      wrk_parse "$run"
+      pair_runs[$label]+="$run "
+      if declare -F after_run >/dev/null; then after_run "$run" "$server"; fi
+    done
+    ratios+=("$(awk -v x="${rps[$label-$b-$round]}" -v y="${rps[$label-$a-$round]}" 'BEGIN { printf "%.3f", x / y }')")
+    d50+=("$(awk -v x="${p50[$label-$b-$round]}" -v y="${p50[$label-$a-$round]}" 'BEGIN { print x - y }')")
+    d99+=("$(awk -v x="${p99[$label-$b-$round]}" -v y="${p99[$label-$a-$round]}" 'BEGIN { print x - y }')")
+    rps_a+=("${rps[$label-$a-$round]}")
+    rps_b+=("${rps[$label-$b-$round]}")
+  done
+  compared[$label]="$(median "${ratios[@]}" | awk '{ printf "%.3f", $1 }') \
+$(printf '%s\n' "${ratios[@]}" | sort -g | head -n1) $(printf '%s\n' "${ratios[@]}" | sort -g | tail -n1) \
+$(median "${d50[@]}") $(median "${d99[@]}") $(median "${rps_a[@]}") $(median "${rps_b[@]}")"
+}
+
 # --- report -------------------------------------------------------------------------------------
 
-# Requests wrk sent for run NAME, warm-up included ("N requests in ..." of both runs).
+# wrk_requests NAME: requests wrk sent for run NAME, its warm-up included when it had one.
+# wrk_requests_to SERVER: all requests wrk sent to SERVER in compare_pairs (warm-ups included).
 wrk_requests() {
-  awk '/ requests in / { n += $1 } END { print n + 0 }' "$tmp/wrk-$1.warmup.txt" "$tmp/wrk-$1.txt"
+  awk '/ requests in / { n += $1 } END { print n + 0 }' "$tmp/wrk-$1.txt" \
+    $(ls "$tmp/wrk-$1.warmup.txt" 2>/dev/null)
+}
+wrk_requests_to() {
+  cat "$tmp"/wrk-*-"$1"-*.txt 2>/dev/null | awk '/ requests in / { n += $1 } END { print n + 0 }'
 }
 
 ratio() {

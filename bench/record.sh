@@ -1,116 +1,106 @@
 #!/usr/bin/env bash
-# The cost of recording every execution: flux serving (a) a hello function and (b) an endpoint
-# doing one UPDATE, each with recording on (the default) and off (FLUX_RECORD=off, a switch that
-# exists for this measurement only), alternating off/on per round on the same project.
-# Prints per variant the median rps, p50 and p99, then for each endpoint the rps ratio on/off
-# and the added p50 / p99; appends one JSON line to bench/results/record.jsonl.
+# The cost of recording every execution. Two `flux dev` servers run side by side on copies of
+# one project, recording off (FLUX_RECORD=off, a switch that exists for this measurement only)
+# and on (the default); only one is ever loaded at a time. For (a) a hello function and (b) an
+# endpoint doing one UPDATE (/bump?id=<random>), ROUNDS pairs of wrk runs alternate off/on in
+# the order off on, on off, ... (compare_pairs in lib.sh), with 32 connections (saturation:
+# the rps ratio) and with 1 connection (the latency a request pays: the added p50).
+# Prints every run, then per endpoint the median of the pairs' rps ratios on/off (min-max), the
+# added p50 / p99 at 32 connections and the added p50 / p99 at 1 connection; appends one JSON
+# line to bench/results/record.jsonl.
 # Recording runs at background priority (records wait while the CPU is saturated), so after
-# every recorded run the script also waits until flux.executions holds a row for every request
-# wrk sent and prints how long that took ("drain"): nothing is lost, the work is deferred.
+# every recorded run the script waits until flux.executions holds a row for every request wrk
+# sent and prints how long that took ("drain"): nothing is lost, the work is deferred, and it
+# does not spill into the next run.
 #
 # Environment (besides lib.sh's FLUX_BIN, DURATION, WARMUP, CONNECTIONS, PORT_BASE):
-#   ROUNDS   off/on rounds per endpoint (default 2)
+#   ROUNDS   pairs per endpoint and load (default 4)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+DURATION=${DURATION:-5s}
 bench_init record
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-4}
 need_http_tools
 need_flux
 
-project=$tmp/project
-mkdir -p "$project/functions/hello" "$project/functions/bump" "$project/migrations"
-cat >"$project/functions/hello/index.ts" <<'TS'
+template=$tmp/template
+mkdir -p "$template/functions/hello" "$template/functions/bump" "$template/migrations"
+cat >"$template/functions/hello/index.ts" <<'TS'
 export default async function handler(req, ctx) { return new Response("Hello, world!", { headers: { "content-type": "text/plain" } }); }
 TS
-echo '{"route": "/hello", "method": "GET"}' >"$project/functions/hello/flux.json"
-cat >"$project/functions/bump/index.ts" <<'TS'
+echo '{"route": "/hello", "method": "GET"}' >"$template/functions/hello/flux.json"
+cat >"$template/functions/bump/index.ts" <<'TS'
 export default async function handler(req, ctx) {
   const id = Number(new URL(req.url).searchParams.get("id") ?? 1);
   await ctx.db.query("update counters set n = n + 1 where id = $1", [id]);
   return { ok: true };
 }
 TS
-echo '{"route": "/bump", "method": "GET"}' >"$project/functions/bump/flux.json"
-cat >"$project/migrations/001_counters.sql" <<'SQL'
+echo '{"route": "/bump", "method": "GET"}' >"$template/functions/bump/flux.json"
+cat >"$template/migrations/001_counters.sql" <<'SQL'
 create table counters (id int primary key, n bigint not null default 0);
 insert into counters select g, 0 from generate_series(1, 1000) g;
 SQL
 
-declare -A runs=()  # "endpoint variant" -> names of its runs
-declare -A drain=()  # run -> "stored/sent in Ns"
+for variant in off on; do
+  cp -a "$template" "$tmp/$variant"
+  next_port
+  if [ "$variant" = off ]; then
+    start_server off "$port" env FLUX_RECORD=off "$FLUX_BIN" dev "$tmp/off" --port "$port"
+  else
+    start_server on "$port" env -u FLUX_RECORD "$FLUX_BIN" dev "$tmp/on" --port "$port"
+  fi
+  watch_postgres "$variant" "$tmp/$variant/.flux/pg"
+  wait_ready "$variant" "http://127.0.0.1:$port/hello"
+done
 
 stored_records() {
-  psql -h "$project/.flux/pg" -U postgres -d postgres -qAtc 'select count(*) from flux.executions'
+  psql -h "$tmp/on/.flux/pg" -U postgres -d postgres -qAtc 'select count(*) from flux.executions'
 }
 
-# Waits (up to 120 s) until `expected` more records than `before` are stored; prints
-# "<stored>/<expected> in <seconds>s".
-wait_drained() {
-  local before=$1 expected=$2 start=$SECONDS stored=0
+# after_run RUN SERVER (called by compare_pairs): after a recorded run, wait (up to 120 s) until
+# flux.executions holds a row for every request wrk sent to it so far.
+declare -A drain=()
+after_run() {
+  [ "$2" = on ] || return 0
+  local expected start=$SECONDS stored=0
+  expected=$(wrk_requests_to on)
   while :; do
-    stored=$(($(stored_records) - before))
+    stored=$(stored_records)
     if [ "$stored" -ge "$expected" ] || [ $((SECONDS - start)) -ge 120 ]; then break; fi
     sleep 0.2
   done
-  echo "$stored/$expected in $((SECONDS - start))s"
+  drain[$1]="$stored/$expected in $((SECONDS - start))s"
 }
-order=()
-for ((round = 1; round <= ROUNDS; round++)); do
-  for variant in off on; do
-    name=$variant-$round
-    next_port
-    if [ "$variant" = off ]; then
-      start_server "$name" "$port" env FLUX_RECORD=off "$FLUX_BIN" dev "$project" --port "$port"
-    else
-      start_server "$name" "$port" env -u FLUX_RECORD "$FLUX_BIN" dev "$project" --port "$port"
-    fi
-    watch_postgres "$name" "$project/.flux/pg"
-    wait_ready "$name" "http://127.0.0.1:$port/hello"
-    for endpoint in hello bump; do
-      run=$endpoint-$name
-      [ "$variant" = on ] && before=$(stored_records)
-      if [ "$endpoint" = hello ]; then
-        wrk_measure "$run" "http://127.0.0.1:$port/hello"
-      else
-        wrk_measure "$run" "http://127.0.0.1:$port/bump" -s bench/lua/random_id.lua
-      fi
-      wrk_parse "$run"
-      [ "$variant" = on ] && drain[$run]=$(wait_drained "$before" "$(wrk_requests "$run")")
-      runs["$endpoint $variant"]+="$run "
-      order+=("$run")
-    done
-    stop_server "$name"
-  done
-done
+
+labels=(hello hello-1conn bump bump-1conn)
+compare_pairs hello off on "$CONNECTIONS" /hello
+compare_pairs hello-1conn off on 1 /hello
+compare_pairs bump off on "$CONNECTIONS" /bump -s bench/lua/random_id.lua
+compare_pairs bump-1conn off on 1 /bump -s bench/lua/random_id.lua
 
 echo
-echo "record: wrk -t1 -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $ROUNDS rounds, $(nproc) cores"
-printf '%-14s %10s %10s %10s  %s\n' run rps p50_us p99_us "records stored after the run"
-for run in "${order[@]}"; do
-  printf '%-14s %10s %10s %10s  %s\n' "$run" "${rps[$run]}" "${p50[$run]}" "${p99[$run]}" \
-    "${drain[$run]:-}"
+echo "record: off/on pairs, wrk -t1 -d$DURATION (warm-up $WARMUP), $ROUNDS pairs per line, $(nproc) cores"
+printf '%-18s %10s %10s %10s  %s\n' run rps p50_us p99_us "records stored after the run (all so far)"
+for label in "${labels[@]}"; do
+  for run in ${pair_runs[$label]}; do
+    printf '%-18s %10s %10s %10s  %s\n' "$run" "${rps[$run]}" "${p50[$run]}" "${p99[$run]}" "${drain[$run]:-}"
+  done
 done
 echo
-json_endpoints=""
-for endpoint in hello bump; do
-  declare -A med=()
-  for variant in off on; do
-    read -ra names <<<"${runs["$endpoint $variant"]}"
-    med[rps_$variant]=$(median $(for n in "${names[@]}"; do echo "${rps[$n]}"; done))
-    med[p50_$variant]=$(median $(for n in "${names[@]}"; do echo "${p50[$n]}"; done))
-    med[p99_$variant]=$(median $(for n in "${names[@]}"; do echo "${p99[$n]}"; done))
-  done
-  r=$(awk -v a="${med[rps_on]}" -v b="${med[rps_off]}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
-  d50=$(awk -v a="${med[p50_on]}" -v b="${med[p50_off]}" 'BEGIN { printf "%.1f", a - b }')
-  d99=$(awk -v a="${med[p99_on]}" -v b="${med[p99_off]}" 'BEGIN { printf "%.1f", a - b }')
-  cost=$(awk -v a="${med[rps_on]}" -v b="${med[rps_off]}" 'BEGIN { printf "%.1f", 1e6 / a - 1e6 / b }')
-  printf '%-6s rps off %10s  on %10s  on/off %s   p50 +%s us   p99 +%s us   server time +%s us/request\n' \
-    "$endpoint" "${med[rps_off]}" "${med[rps_on]}" "$r" "$d50" "$d99" "$cost"
-  json_endpoints+="${json_endpoints:+,}\"$endpoint\":{\"rps_off\":${med[rps_off]},\"rps_on\":${med[rps_on]},\"ratio\":$r,\"p50_added_us\":$d50,\"p99_added_us\":$d99,\"server_us_per_request\":$cost}"
-  unset med
+printf '%-12s %5s %12s %12s %20s %14s %14s\n' endpoint conns "rps off" "rps on" "on/off (min-max)" "p50 added us" "p99 added us"
+json=""
+for label in "${labels[@]}"; do
+  read -r ratio lo hi d50 d99 rps_off rps_on <<<"${compared[$label]}"
+  conns=$CONNECTIONS
+  [[ $label == *-1conn ]] && conns=1
+  printf '%-12s %5s %12s %12s %20s %14s %14s\n' "${label%-1conn}" "$conns" "$rps_off" "$rps_on" \
+    "$ratio ($lo-$hi)" "$d50" "$d99"
+  json+="${json:+,}\"$label\":{\"connections\":$conns,\"rps_off\":$rps_off,\"rps_on\":$rps_on,\"ratio\":$ratio,\"ratio_min\":$lo,\"ratio_max\":$hi,\"p50_added_us\":$d50,\"p99_added_us\":$d99}"
 done
-echo "targets: hello on/off >= 0.95, added p50 <= 20 us"
-printf '{"bench":"record","time":"%s","commit":"%s","dirty":%s,"cores":%s,"wrk":{"threads":1,"connections":%s,"duration":"%s","warmup":"%s"},"rounds":%s,"endpoints":{%s}}\n' \
-  "$(utc_now)" "$(git_commit)" "$(git_dirty)" "$(nproc)" "$CONNECTIONS" "$DURATION" "$WARMUP" \
-  "$ROUNDS" "$json_endpoints" >>"$results/record.jsonl"
+echo "targets: hello on/off >= 0.95 (32 connections), added p50 <= 20 us"
+printf '{"bench":"record","time":"%s","commit":"%s","dirty":%s,"cores":%s,"duration":"%s","warmup":"%s","pairs":%s,"results":{%s}}\n' \
+  "$(utc_now)" "$(git_commit)" "$(git_dirty)" "$(nproc)" "$DURATION" "$WARMUP" "$ROUNDS" "$json" \
+  >>"$results/record.jsonl"
 log "appended to $results/record.jsonl"

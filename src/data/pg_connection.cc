@@ -601,9 +601,16 @@ void PgConnection::Impl::takeResult(PgResultPtr result) {
         if (message.empty()) message = oneLine(PQresultErrorMessage(result.get()));
         return lose(redacted(message, secrets_), field(result.get(), PG_DIAG_SQLSTATE));
       }
-      if (field(result.get(), PG_DIAG_SQLSTATE) == "26000") {
+      std::string sqlstate = field(result.get(), PG_DIAG_SQLSTATE);
+      if (sqlstate == "26000") {
         // Someone ran DEALLOCATE (ALL): forget the names, statements get prepared again.
         prepared_.clear();
+      } else if (sqlstate == "0A000" && !queue_.empty() &&
+                 queue_.front().prepare == Prepare::kYes) {
+        // "cached plan must not change result type": the table changed under a prepared
+        // statement (ALTER TABLE ... ADD COLUMN under a SELECT *). This run fails; the next one
+        // prepares the statement again.
+        prepared_.erase(queue_.front().sql);
       }
       if (!error_) error_ = statementError(result.get());
       break;

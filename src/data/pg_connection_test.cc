@@ -340,6 +340,16 @@ TEST_F(PgConnectionTest, PreparedStatementsArePreparedOncePerConnection) {
   ASSERT_FALSE(gone);
   EXPECT_EQ(fieldOf(gone.error(), "sqlstate"), "26000");
   EXPECT_EQ(firstValue(query(sql, {"4"}, Prepare::kYes)), "8");
+
+  // A table changed under a prepared SELECT *: that run fails, the next prepares afresh.
+  ASSERT_TRUE(execute("CREATE TEMP TABLE widened (a int); INSERT INTO widened VALUES (1)"));
+  const std::string star = "SELECT * FROM widened WHERE a = $1";
+  EXPECT_EQ(query(star, {"1"}, Prepare::kYes)->columns.size(), 1u);
+  ASSERT_TRUE(execute("ALTER TABLE widened ADD COLUMN b int DEFAULT 2"));
+  auto changed = query(star, {"1"}, Prepare::kYes);
+  ASSERT_FALSE(changed);
+  EXPECT_EQ(fieldOf(changed.error(), "sqlstate"), "0A000");
+  EXPECT_EQ(query(star, {"1"}, Prepare::kYes)->columns.size(), 2u);
 }
 
 TEST_F(PgConnectionTest, ExecuteRunsScriptsAndReturnsTheLastRows) {

@@ -127,9 +127,17 @@ void appendCopyRow(std::string& out, const ExecutionRecord& record) {
   out += '\t';
   out += std::to_string(record.duration_us);
   out += '\t';
-  appendJson(out, scratch, record.request);
+  if (record.captured_request || !record.request.is_null()) {
+    appendJsonColumn(out, scratch, [&record](JsonWriter& writer) { writer.request(record); });
+  } else {
+    out += "\\N";
+  }
   out += '\t';
-  appendJson(out, scratch, record.response);
+  if (record.captured_response || !record.response.is_null()) {
+    appendJsonColumn(out, scratch, [&record](JsonWriter& writer) { writer.response(record); });
+  } else {
+    out += "\\N";
+  }
   out += '\t';
   appendJsonColumn(out, scratch, [&record](JsonWriter& writer) { writer.spans(record.spans); });
   out += '\t';

@@ -235,26 +235,33 @@ json capturedHeaders(const HttpCapture& capture) {
 
 }  // namespace
 
-void materialize(ExecutionRecord& record) {
-  if (!record.captured_request && !record.captured_response) return;
-  if (!record.spans.empty() && record.spans.front().parent == 0) {
-    Span& root = record.spans.front();  // the gateway's
-    if (root.input.is_null()) root.input = {{"method", record.method}, {"path", record.path}};
-    if (root.output.is_null()) root.output = {{"status", record.status}};
+json toJson(const HttpCapture& capture, bool request) {
+  if (request) {
+    return {{"method", capture.method},
+            {"path", capture.path},
+            {"query", capture.query},
+            {"headers", capturedHeaders(capture)},
+            {"body", capture.body}};
   }
+  return {{"status", capture.status}, {"headers", capturedHeaders(capture)}, {"body", capture.body}};
+}
+
+void fillGatewaySpan(ExecutionRecord& record) {
+  if (!record.captured_request && !record.captured_response) return;
+  if (record.spans.empty() || record.spans.front().parent != 0) return;
+  Span& root = record.spans.front();  // the gateway's
+  if (root.input.is_null()) root.input = {{"method", record.method}, {"path", record.path}};
+  if (root.output.is_null()) root.output = {{"status", record.status}};
+}
+
+void materialize(ExecutionRecord& record) {
+  fillGatewaySpan(record);
   if (record.captured_request) {
-    HttpCapture& in = *record.captured_request;
-    record.request = {{"method", std::move(in.method)},
-                      {"path", std::move(in.path)},
-                      {"query", std::move(in.query)},
-                      {"headers", capturedHeaders(in)},
-                      {"body", std::move(in.body)}};
+    record.request = toJson(*record.captured_request, true);
     record.captured_request.reset();
   }
   if (record.captured_response) {
-    HttpCapture& out = *record.captured_response;
-    record.response = {
-        {"status", out.status}, {"headers", capturedHeaders(out)}, {"body", std::move(out.body)}};
+    record.response = toJson(*record.captured_response, false);
     record.captured_response.reset();
   }
 }
@@ -297,8 +304,10 @@ json toJson(const ExecutionRecord& record) {
               {"error", record.error ? toJson(*record.error) : json(nullptr)},
               {"started_at_us", record.started_at_us},
               {"duration_us", record.duration_us},
-              {"request", record.request},
-              {"response", record.response},
+              {"request", record.captured_request ? toJson(*record.captured_request, true)
+                                                  : record.request},
+              {"response", record.captured_response ? toJson(*record.captured_response, false)
+                                                    : record.response},
               {"spans", std::move(spans)},
               {"journal", record.journal},
               {"logs", record.logs}};

@@ -95,9 +95,16 @@ struct ExecutionRecord {
 
 // Builds what the request path left raw, so that workers pay one copy per record and the JSON
 // is built off the request path: `request` and `response` from the captures (which it
-// clears), and the root (gateway) span's input (request line) and output (status) when they
-// are empty. Does nothing to a record without captures; the recorder calls it first thing.
+// clears), and the root (gateway) span's input and output (fillGatewaySpan). Does nothing to a
+// record without captures. The recorder does not need it: it redacts captures in place and
+// writes them straight as JSON (JsonWriter::capture); toJson() and readers see the same shape.
 void materialize(ExecutionRecord& record);
+// The root (gateway) span's input (request line) and output (status), when they are empty and
+// the record has captures.
+void fillGatewaySpan(ExecutionRecord& record);
+// A capture's stored JSON: {method, path, query, headers: [[name, value], ...], body} for a
+// request, {status, headers, body} for a response.
+nlohmann::json toJson(const HttpCapture& capture, bool request);
 
 // The one line `flux tail` shows for an execution.
 struct RecordSummary {

@@ -228,6 +228,44 @@ void JsonWriter::error(const RecordedError& error) {
   out_ += '}';
 }
 
+void JsonWriter::capture(const HttpCapture& capture, bool request) {
+  out_ += '{';
+  if (request) {
+    firstKey("method");
+    string(capture.method);
+    key("path");
+    string(capture.path);
+    key("query");
+    string(capture.query);
+  } else {
+    firstKey("status");
+    integer(capture.status);
+  }
+  key("headers");
+  out_ += '[';
+  for (size_t i = 0; i < capture.headers.size(); ++i) {
+    out_ += i == 0 ? "[" : ",[";
+    string(capture.headers[i].first);
+    out_ += ',';
+    string(capture.headers[i].second);
+    out_ += ']';
+  }
+  out_ += ']';
+  key("body");
+  string(capture.body);
+  out_ += '}';
+}
+
+void JsonWriter::request(const ExecutionRecord& record) {
+  if (record.captured_request) return capture(*record.captured_request, true);
+  value(record.request);
+}
+
+void JsonWriter::response(const ExecutionRecord& record) {
+  if (record.captured_response) return capture(*record.captured_response, false);
+  value(record.response);
+}
+
 void JsonWriter::record(const ExecutionRecord& record) {
   out_ += '{';
   firstKey("id");
@@ -263,9 +301,9 @@ void JsonWriter::record(const ExecutionRecord& record) {
   key("duration_us");
   integer(record.duration_us);
   key("request");
-  value(record.request);
+  request(record);
   key("response");
-  value(record.response);
+  response(record);
   key("spans");
   spans(record.spans);
   key("journal");

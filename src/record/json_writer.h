@@ -40,6 +40,11 @@ class JsonWriter {
   void span(const Span& span);
   void spans(const std::vector<Span>& spans);
   void error(const RecordedError& error);
+  // As toJson(capture, request) has it.
+  void capture(const HttpCapture& capture, bool request);
+  // The record's request / response: its capture when it has one, else the JSON.
+  void request(const ExecutionRecord& record);
+  void response(const ExecutionRecord& record);
   void summary(const RecordSummary& summary);
 
  private:

@@ -122,7 +122,7 @@ void lowerPriority(pid_t pid) {
 }  // namespace
 
 void Recorder::prepare(ExecutionRecord& record) {
-  materialize(record);
+  fillGatewaySpan(record);
   redactor_.apply(record);
 }
 

@@ -125,6 +125,21 @@ std::string formDecode(std::string_view text) {
   return out;
 }
 
+// parent + key in a scratch buffer of this thread (valid until the next call).
+std::string_view joined(std::string_view parent, std::string_view key) {
+  thread_local std::string both;
+  both.assign(parent);
+  both.append(key);
+  return both;
+}
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
 bool looksLikeJson(std::string_view text) {
   size_t first = text.find_first_not_of(" \t\r\n");
   return first != std::string_view::npos && (text[first] == '{' || text[first] == '[');
@@ -143,16 +158,22 @@ Redactor::Redactor(RedactionOptions options) : options_(std::move(options)) {
   }
 }
 
+// Both run for every object key of every record: no allocation (one scratch per thread).
 bool Redactor::isSecretField(std::string_view key) const {
-  std::string normalized = normalizedField(key);
-  return std::any_of(field_names_.begin(), field_names_.end(), [&normalized](const auto& field) {
+  thread_local std::string normalized;
+  normalized.clear();
+  for (char c : key) {
+    auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte)) normalized += static_cast<char>(std::tolower(byte));
+  }
+  return std::any_of(field_names_.begin(), field_names_.end(), [](const auto& field) {
     return normalized.find(field) != std::string::npos;
   });
 }
 
 bool Redactor::isSecretHeader(std::string_view name) const {
-  std::string lower = lowerCase(name);
-  return std::find(header_names_.begin(), header_names_.end(), lower) != header_names_.end() ||
+  return std::any_of(header_names_.begin(), header_names_.end(),
+                     [name](const std::string& header) { return equalsIgnoreCase(name, header); }) ||
          isSecretField(name);
 }
 
@@ -184,10 +205,9 @@ void Redactor::redactValue(json& value, std::string_view parent_key) const {
   if (value.is_object()) {
     for (auto& [key, item] : value.items()) {
       // A field counts with its parent's name too: {"card": {"number": ...}} is a card number.
-      if (isSecretHeader(key) ||
-          (!parent_key.empty() && isSecretField(std::string(parent_key) + key))) {
+      if (isSecretHeader(key) || (!parent_key.empty() && isSecretField(joined(parent_key, key)))) {
         redact(item);
-      } else if (lowerCase(key) == "headers") {
+      } else if (equalsIgnoreCase(key, "headers")) {
         redactHeaders(item);
       } else {
         redactValue(item, key);
@@ -259,7 +279,32 @@ void Redactor::capBody(json& body) const {
   body = json{{"truncated", true}, {"bytes", bytes}, {"head", std::move(head)}};
 }
 
+void Redactor::redactCapture(HttpCapture& capture) const {
+  std::string_view content_type;
+  for (auto& [name, value] : capture.headers) {
+    if (isSecretHeader(name)) {
+      value = kRedacted;
+    } else if (content_type.empty() && equalsIgnoreCase(name, "content-type")) {
+      content_type = value;
+    }
+  }
+  if (!capture.query.empty()) redactString(capture.query, "application/x-www-form-urlencoded");
+  if (!capture.body.empty()) redactString(capture.body, content_type);
+}
+
 void Redactor::apply(ExecutionRecord& record) const {
+  // Captures are redacted in place and stored as they are (JsonWriter::capture), unless a body
+  // needs the truncation marker, which only the JSON form can hold.
+  auto too_long = [this](const std::optional<HttpCapture>& capture) {
+    return capture && capture->body.size() > options_.body_cap_bytes;
+  };
+  if (too_long(record.captured_request) || too_long(record.captured_response)) {
+    materialize(record);
+  }
+  for (std::optional<HttpCapture>* capture :
+       {&record.captured_request, &record.captured_response}) {
+    if (*capture) redactCapture(**capture);
+  }
   for (json* message : {&record.request, &record.response}) {
     if (!message->is_object()) continue;
     std::string content_type;

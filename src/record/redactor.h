@@ -10,7 +10,7 @@
 // reader sees that a value was there.
 //
 // apply() covers a whole record: the request's headers, query and body, the response's headers
-// and body, every span's input and output and, unless switched off, the IO journal's values.
+// and body (captured or JSON), every span's input and output and, unless switched off, the IO journal's values.
 // JSON bodies are walked recursively; a body held as a string is parsed when its content-type
 // says JSON (or it looks like a JSON object/array) and redacted as form fields when it is
 // application/x-www-form-urlencoded. Free text (logs, error messages, URLs) is not inspected.
@@ -60,6 +60,9 @@ class Redactor {
   void redactBody(nlohmann::json& body, std::string_view content_type = {}) const;
   // Replaces a value longer than the cap by the truncation marker.
   void capBody(nlohmann::json& body) const;
+
+  // Headers, query and body of a capture, in place (bodies are not capped here).
+  void redactCapture(HttpCapture& capture) const;
 
   void apply(ExecutionRecord& record) const;
 

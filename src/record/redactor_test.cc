@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "record/json_writer.h"
+
 namespace flux::record {
 namespace {
 
@@ -181,6 +183,58 @@ TEST(RedactorTest, ApplyCoversTheWholeRecord) {
   EXPECT_EQ(other.request["body"]["PIN"], kRedacted);
   EXPECT_EQ(other.request["body"]["password"], "kept");
   EXPECT_EQ(other.journal[0]["value"]["pin"], 1);
+}
+
+TEST(RedactorTest, CapturesAreRedactedInPlaceAndStoredAsMaterialized) {
+  Redactor redactor;
+  ExecutionRecord record;
+  record.id = "0192a4f3-7c1e-7d2a-9b3c-4e5f60718293";
+  record.method = "POST";
+  record.path = "/pay";
+  record.status = 201;
+  Span gateway;
+  gateway.id = 1;
+  gateway.name = "gateway";
+  record.spans = {gateway};
+  record.captured_request = HttpCapture{"POST", "/pay", "page=2&api_token=abc",
+                                        0,
+                                        {{"Authorization", "Bearer a"},
+                                         {"Content-Type", "application/json"},
+                                         {"X-Request", "1"}},
+                                        R"({"card": {"number": "4242", "exp": "12/30"}, "n": 1})"};
+  record.captured_response =
+      HttpCapture{"", "", "", 201, {{"set-cookie", "sid=2"}}, R"({"password": "p"})"};
+  fillGatewaySpan(record);
+  redactor.apply(record);
+  ASSERT_TRUE(record.captured_request.has_value());  // not materialized: stored as captured
+  const HttpCapture& in = *record.captured_request;
+  EXPECT_EQ(in.headers[0].second, kRedacted);
+  EXPECT_EQ(in.headers[2].second, "1");
+  EXPECT_EQ(in.query, "page=2&api_token=[redacted]");
+  EXPECT_EQ(json::parse(in.body)["card"]["number"], kRedacted);
+  EXPECT_EQ(json::parse(in.body)["card"]["exp"], "12/30");
+  EXPECT_EQ(record.captured_response->headers[0].second, kRedacted);
+  EXPECT_EQ(json::parse(record.captured_response->body)["password"], kRedacted);
+
+  // The writer stores a capture exactly as materialize() would have built it.
+  ExecutionRecord materialized = record;
+  materialize(materialized);
+  EXPECT_EQ(json::parse(toJsonText(record)), json::parse(toJsonText(materialized)));
+  EXPECT_EQ(toJson(record), toJson(materialized));
+  EXPECT_EQ(materialized.spans[0].input, json({{"method", "POST"}, {"path", "/pay"}}));
+  EXPECT_EQ(materialized.spans[0].output, json({{"status", 201}}));
+}
+
+TEST(RedactorTest, OversizedCapturedBodyGetsTheTruncationMarker) {
+  RedactionOptions small;
+  small.body_cap_bytes = 8;
+  ExecutionRecord record;
+  record.captured_request = HttpCapture{"POST", "/", "", 0, {}, "0123456789abcdef"};
+  Redactor(small).apply(record);
+  EXPECT_FALSE(record.captured_request.has_value());
+  EXPECT_EQ(record.request["body"]["truncated"], true);
+  EXPECT_EQ(record.request["body"]["bytes"], 16);
+  EXPECT_EQ(record.request["body"]["head"], "01234567");
 }
 
 }  // namespace
