@@ -255,11 +255,14 @@ Result<bool> serverRunning(const fs::path& data_dir, const ServerUser& user) {
 Result<void> startServer(const fs::path& data_dir, const fs::path& socket_dir,
                          const fs::path& log_file, const ServerUser& user) {
   // Only a unix socket (no TCP port to collide with), reachable only by the server's user (and
-  // root): authentication is `trust`. fsync off: a dev cluster trades crash safety for speed.
+  // root): authentication is `trust`. fsync off: a dev cluster trades crash safety for speed,
+  // and so full-page writes, which only guard against torn pages after a crash, go too (they
+  // double the WAL of every first write to a page after a checkpoint).
   std::string server_options =
       "-c listen_addresses= -c port=" + std::to_string(kPort) + " -c " +
       shellQuote("unix_socket_directories=\"" + socket_dir.string() + "\"") +
-      " -c unix_socket_permissions=0700 -c fsync=off -c synchronous_commit=off";
+      " -c unix_socket_permissions=0700 -c fsync=off -c synchronous_commit=off"
+      " -c full_page_writes=off";
   auto result = runSubprocess(
       {binary("pg_ctl").string(), "start", "-w", "-t", std::to_string(kReadyTimeout.count()), "-D",
        data_dir.string(), "-l", log_file.string(), "-o", server_options},

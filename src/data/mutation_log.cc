@@ -36,18 +36,37 @@ CREATE TABLE IF NOT EXISTS flux.state_mutations (
   id bigserial PRIMARY KEY,
   request_id uuid,
   actor text,
-  schema_name text NOT NULL,
-  table_name text NOT NULL,
-  pk text,
+  schema_name text COLLATE "C" NOT NULL,
+  table_name text COLLATE "C" NOT NULL,
+  pk text COLLATE "C",
   op text NOT NULL,
-  old jsonb,
-  new jsonb,
+  old json,
+  new json,
   changed_columns text[],
   txid bigint,
   at timestamptz NOT NULL DEFAULT clock_timestamp(),
   rolled_back boolean NOT NULL DEFAULT false,
   rows_affected integer NOT NULL DEFAULT 1
 );
+-- old and new are json, the row_to_json text as captured (parsing it into jsonb on every logged
+-- write cost more than the insert); readers cast. The key columns compare in byte order
+-- (COLLATE "C"): the row index compares them at every logged write, and a locale's strcoll
+-- costs several times memcmp. A log made by an earlier Flux is converted once.
+DO $$
+BEGIN
+  IF (SELECT atttypid FROM pg_attribute
+       WHERE attrelid = 'flux.state_mutations'::regclass AND attname = 'old') = 'jsonb'::regtype
+     OR (SELECT attcollation FROM pg_attribute
+          WHERE attrelid = 'flux.state_mutations'::regclass AND attname = 'pk')
+        <> 'pg_catalog."C"'::regcollation THEN
+    ALTER TABLE flux.state_mutations
+      ALTER COLUMN old TYPE json USING old::json,
+      ALTER COLUMN new TYPE json USING new::json,
+      ALTER COLUMN schema_name TYPE text COLLATE "C",
+      ALTER COLUMN table_name TYPE text COLLATE "C",
+      ALTER COLUMN pk TYPE text COLLATE "C";
+  END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS state_mutations_row_idx
   ON flux.state_mutations (schema_name, table_name, pk, id);
 CREATE INDEX IF NOT EXISTS state_mutations_request_idx ON flux.state_mutations (request_id);

@@ -238,8 +238,8 @@ class MutationLogTest : public ::testing::TestWithParam<CaptureFunction> {
   // Columns of flux.state_mutations as text, in id order.
   std::vector<Row> mutations(Session& s, const std::string& where = "true") {
     return s.query(
-        "SELECT request_id, actor, schema_name, table_name, pk, op, old::text, new::text, "
-        "changed_columns::text, txid, rolled_back, rows_affected FROM flux.state_mutations "
+        "SELECT request_id, actor, schema_name, table_name, pk, op, old::jsonb::text, "
+        "new::jsonb::text, changed_columns::text, txid, rolled_back, rows_affected FROM flux.state_mutations "
         "WHERE " +
         where + " ORDER BY id");
   }
@@ -610,8 +610,8 @@ TEST_P(MutationLogTest, ChangedColumnsFollowJsonbEquality) {
                               {R"({"NULL","a\"b\\c","my col","{x,y}"})"},
                               {"{amount,doc,plain}"},
                               {R"({"NULL","a\"b\\c",amount,doc,id,"my col",plain,"{x,y}"})"}}));
-  EXPECT_EQ(s.value("SELECT bool_and(changed_columns = flux.changed_columns(old, new)) "
-                    "FROM flux.state_mutations"),
+  EXPECT_EQ(s.value("SELECT bool_and(changed_columns = "
+                    "flux.changed_columns(old::jsonb, new::jsonb)) FROM flux.state_mutations"),
             "t");
 }
 
@@ -715,6 +715,43 @@ TEST_F(MutationLogInstallTest, UnreachableServerIsUnavailable) {
 
 // The library lands in the data directory, named after its bytes and the database, written
 // once: a second install (or another flux) leaves the file alone, since backends map it.
+// A log made by an earlier Flux (old/new jsonb, key columns in the database's collation) is
+// converted in place, its rows kept, and the C capture stores into it.
+TEST_F(MutationLogInstallTest, InstallUpgradesAnEarlierLog) {
+  Session s = session();
+  s.script(R"(CREATE SCHEMA flux;
+            CREATE TABLE flux.state_mutations (
+              id bigserial PRIMARY KEY, request_id uuid, actor text, schema_name text NOT NULL,
+              table_name text NOT NULL, pk text, op text NOT NULL, old jsonb, new jsonb,
+              changed_columns text[], txid bigint,
+              at timestamptz NOT NULL DEFAULT clock_timestamp(),
+              rolled_back boolean NOT NULL DEFAULT false,
+              rows_affected integer NOT NULL DEFAULT 1);
+            INSERT INTO flux.state_mutations (schema_name, table_name, pk, op, new)
+              VALUES ('public', 'users', '1', 'INSERT', '{"id": 1, "name": "Ann"}'))");
+  auto installed = installMutationLog(conninfo_);
+  ASSERT_TRUE(installed) << installed.error().toString();
+  ASSERT_EQ(installed->capture, CaptureFunction::kC) << installed->why_plpgsql;
+  EXPECT_EQ(s.value("SELECT string_agg(attname || ' ' || format_type(atttypid, NULL) || ' ' || "
+                    "coalesce(collname, '-'), ', ' ORDER BY attnum) FROM pg_attribute a "
+                    "LEFT JOIN pg_collation c ON c.oid = a.attcollation "
+                    "WHERE attrelid = 'flux.state_mutations'::regclass "
+                    "AND attname IN ('schema_name', 'table_name', 'pk', 'old', 'new')"),
+            "schema_name text C, table_name text C, pk text C, old json -, new json -");
+  EXPECT_EQ(s.value("SELECT new ->> 'name' FROM flux.state_mutations WHERE pk = '1'"), "Ann");
+
+  s.exec("CREATE TABLE public.users (id int PRIMARY KEY, name text)");
+  ASSERT_TRUE(captureAllTables(conninfo_));
+  auto begin = beginRequestTransactionSql(kRequestId);
+  ASSERT_TRUE(begin) << begin.error().toString();
+  s.script(*begin);
+  s.exec("INSERT INTO public.users VALUES (2, 'Bo')");
+  s.exec("COMMIT");
+  EXPECT_EQ(s.value("SELECT new::text || ' ' || changed_columns::text FROM flux.state_mutations "
+                    "WHERE request_id IS NOT NULL"),
+            R"({"id":2,"name":"Bo"} {id,name})");
+}
+
 TEST_F(MutationLogInstallTest, CLibraryIsWrittenOnceAndTheImplementationsSwap) {
   auto installed = installMutationLog(conninfo_);
   ASSERT_TRUE(installed) << installed.error().toString();

@@ -38,12 +38,12 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/json.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -51,6 +51,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 PG_MODULE_MAGIC;
 
@@ -65,6 +66,7 @@ typedef struct CapturedRow {
   char* pk;        // the key's values joined with ','; NULL without a key
   char* old_row;   // row_to_json text; NULL for an INSERT
   char* new_row;   // row_to_json text; NULL for a DELETE
+  ArrayType* changed;  // text[] of the changed columns (changedColumns)
   int64 txid;
   TimestampTz at;
   int nest_level;  // the (sub)transaction that wrote it, lowered as subtransactions commit
@@ -82,6 +84,8 @@ typedef struct CaptureBuffer {
 } CaptureBuffer;
 
 static CaptureBuffer buffer;
+
+static ArrayType* changedColumns(TupleDesc desc, HeapTuple old_tuple, HeapTuple new_tuple);
 static SPIPlanPtr store_plan;
 static SPIPlanPtr external_plan;
 
@@ -280,6 +284,11 @@ Datum flux_capture(PG_FUNCTION_ARGS) {
     row.pk = transactionCopy(pk);
     row.old_row = transactionCopy(old_row);
     row.new_row = transactionCopy(new_row);
+    {
+      MemoryContext caller = MemoryContextSwitchTo(TopTransactionContext);
+      row.changed = changedColumns(desc, old_tuple, new_tuple);
+      MemoryContextSwitchTo(caller);
+    }
     row.txid = (int64)U64FromFullTransactionId(GetTopFullTransactionId());
     row.at = GetCurrentTimestamp();
     row.nest_level = GetCurrentTransactionNestLevel();
@@ -292,72 +301,64 @@ Datum flux_capture(PG_FUNCTION_ARGS) {
   return PointerGetDatum(NULL);
 }
 
-static Datum jsonbOrNull(const char* json, bool* is_null) {
+static Datum jsonOrNull(const char* json, bool* is_null) {
   *is_null = json == NULL;
-  return json == NULL ? (Datum)0 : DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+  // json is text inside: the row_to_json text goes in as it is, never parsed again.
+  return json == NULL ? (Datum)0 : CStringGetTextDatum(json);
 }
-
-typedef struct Key {
-  const char* name;  // not NUL-terminated
-  int length;
-} Key;
 
 // Byte order, as COLLATE "C".
-static int compareKeys(const void* a, const void* b) {
-  const Key* x = a;
-  const Key* y = b;
-  int c = memcmp(x->name, y->name, Min(x->length, y->length));
-  return c != 0 ? c : x->length - y->length;
+static int compareNames(const void* a, const void* b) {
+  return strcmp(*(const char* const*)a, *(const char* const*)b);
 }
 
-// jsonb equality of two values, as `a = b` on the results of `->`.
-static bool sameJsonbValue(JsonbValue* a, JsonbValue* b) {
-  return compareJsonbContainers(&JsonbValueToJsonb(a)->root, &JsonbValueToJsonb(b)->root) == 0;
-}
-
-// Appends to keys the top-level keys of `of` that count as changed: with `other` NULL all of
-// them; else those missing from `other` or, when compare_values, whose values differ.
-static void changedKeys(Jsonb* of, Jsonb* other, bool compare_values, Key* keys, int* count) {
-  JsonbIterator* it;
-  JsonbValue v;
-  JsonbIteratorToken token;
-  if (of == NULL || !JB_ROOT_IS_OBJECT(of)) return;
-  it = JsonbIteratorInit(&of->root);
-  while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE) {
-    Key key;
-    JsonbValue value;
-    JsonbValue* found;
-    if (token != WJB_KEY) continue;
-    key.name = v.val.string.val;
-    key.length = v.val.string.len;
-    token = JsonbIteratorNext(&it, &value, true);
-    Assert(token == WJB_VALUE);
-    if (other != NULL) {
-      found = getKeyJsonValueFromContainer(&other->root, key.name, key.length, NULL);
-      if (found != NULL && (!compare_values || sameJsonbValue(found, &value))) continue;
-    }
-    keys[(*count)++] = key;
+// Whether an UPDATE left a column's value as it was, as flux.row_diff (the plpgsql capture)
+// judges it on the JSON forms: the same bytes (an unchanged toasted value keeps its pointer),
+// or else equal by the type's equality (numeric 1 = 1.00, jsonb by value) unless the type is
+// collatable (text compares by its bytes, as JSON strings do); json as jsonb. Other types
+// without equality count as changed. A rare type whose equality ignores its text form (interval '1 day' =
+// '24 hours') counts as unchanged here and changed in plpgsql.
+static bool sameValue(Form_pg_attribute attribute, Datum a, Datum b) {
+  TypeCacheEntry* type;
+  if (datumIsEqual(a, b, attribute->attbyval, attribute->attlen)) return true;
+  if (OidIsValid(attribute->attcollation)) return false;
+  if (attribute->atttypid == JSONOID) {  // no equality of its own: compared as jsonb
+    return DatumGetBool(DirectFunctionCall2(
+        jsonb_eq, DirectFunctionCall1(jsonb_in, CStringGetDatum(TextDatumGetCString(a))),
+        DirectFunctionCall1(jsonb_in, CStringGetDatum(TextDatumGetCString(b)))));
   }
+  type = lookup_type_cache(attribute->atttypid, TYPECACHE_EQ_OPR_FINFO);
+  if (!OidIsValid(type->eq_opr_finfo.fn_oid)) return false;
+  return DatumGetBool(FunctionCall2Coll(&type->eq_opr_finfo, InvalidOid, a, b));
 }
 
-static int objectSize(Jsonb* object) {
-  return object != NULL && JB_ROOT_IS_OBJECT(object) ? JB_ROOT_COUNT(object) : 0;
-}
-
-// flux.row_diff(old, new): the keys of new whose value differs from old's (all of them without
-// old), then the keys of old missing from new, sorted in byte order.
-static ArrayType* changedColumns(Jsonb* old_row, Jsonb* new_row) {
+// The columns a row change touched, in byte order: every column for an INSERT (old NULL) or a
+// DELETE (new NULL); for an UPDATE those that went from NULL to a value, or back, or whose
+// value differs (sameValue). Computed on the tuples: parsing both rows' JSON into jsonb to
+// diff them cost more than storing the row.
+static ArrayType* changedColumns(TupleDesc desc, HeapTuple old_tuple, HeapTuple new_tuple) {
+  const char** names = palloc((desc->natts + 1) * sizeof(char*));
+  Datum* texts;
   int count = 0;
-  Key* keys = palloc((objectSize(old_row) + objectSize(new_row) + 1) * sizeof(Key));
-  Datum* names;
-  changedKeys(new_row, old_row, true, keys, &count);
-  changedKeys(old_row, new_row, false, keys, &count);
-  qsort(keys, count, sizeof(Key), compareKeys);
-  names = palloc((count + 1) * sizeof(Datum));
-  for (int i = 0; i < count; ++i) {
-    names[i] = PointerGetDatum(cstring_to_text_with_len(keys[i].name, keys[i].length));
+  for (int a = 0; a < desc->natts; ++a) {
+    Form_pg_attribute attribute = TupleDescAttr(desc, a);
+    if (attribute->attisdropped) continue;
+    if (old_tuple != NULL && new_tuple != NULL) {
+      bool old_null;
+      bool new_null;
+      Datum old_value = heap_getattr(old_tuple, a + 1, desc, &old_null);
+      Datum new_value = heap_getattr(new_tuple, a + 1, desc, &new_null);
+      if (old_null && new_null) continue;
+      if (!old_null && !new_null && sameValue(attribute, old_value, new_value)) {
+        continue;
+      }
+    }
+    names[count++] = NameStr(attribute->attname);
   }
-  return construct_array(names, count, TEXTOID, -1, false, TYPALIGN_INT);
+  qsort(names, count, sizeof(char*), compareNames);
+  texts = palloc((count + 1) * sizeof(Datum));
+  for (int i = 0; i < count; ++i) texts[i] = CStringGetTextDatum(names[i]);
+  return construct_array(texts, count, TEXTOID, -1, false, TYPALIGN_INT);
 }
 
 // The columns a captured row sets, in kStoreSql's order; the others take their defaults.
@@ -379,8 +380,8 @@ static const char* const kStoredColumnNames[kStoredColumns] = {
     "request_id", "schema_name",     "table_name", "pk", "op",         "old",
     "new",        "changed_columns", "txid",       "at", "rolled_back"};
 static const Oid kStoredColumnTypes[kStoredColumns] = {
-    UUIDOID,  TEXTOID,      TEXTOID, TEXTOID,        TEXTOID, JSONBOID,
-    JSONBOID, TEXTARRAYOID, INT8OID, TIMESTAMPTZOID, BOOLOID};
+    UUIDOID, TEXTOID,      TEXTOID, TEXTOID,        TEXTOID, JSONOID,
+    JSONOID, TEXTARRAYOID, INT8OID, TIMESTAMPTZOID, BOOLOID};
 
 // The values of a row, in the memory context current at the call.
 static void storedValues(const CapturedRow* row, Datum request_uuid, bool request_null,
@@ -395,11 +396,9 @@ static void storedValues(const CapturedRow* row, Datum request_uuid, bool reques
   values[kPk] = row->pk == NULL ? (Datum)0 : CStringGetTextDatum(row->pk);
   values[kOp] = CStringGetTextDatum(row->op);
   nulls[kOp] = false;
-  values[kOld] = jsonbOrNull(row->old_row, &nulls[kOld]);
-  values[kNew] = jsonbOrNull(row->new_row, &nulls[kNew]);
-  values[kChanged] =
-      PointerGetDatum(changedColumns(nulls[kOld] ? NULL : DatumGetJsonbP(values[kOld]),
-                                     nulls[kNew] ? NULL : DatumGetJsonbP(values[kNew])));
+  values[kOld] = jsonOrNull(row->old_row, &nulls[kOld]);
+  values[kNew] = jsonOrNull(row->new_row, &nulls[kNew]);
+  values[kChanged] = PointerGetDatum(row->changed);
   nulls[kChanged] = false;
   values[kTxid] = Int64GetDatum(row->txid);
   nulls[kTxid] = false;
