@@ -69,24 +69,24 @@ Recorder::~Recorder() {
   }
   ready_.notify_one();
   thread_.join();
+  // Nothing is left (the thread stops once it took every submission), unless a submit() broke
+  // the contract and raced the destructor.
+  for (Submitted* node = submitted_.exchange(nullptr); node != nullptr;) {
+    std::unique_ptr<Submitted> owned(node);
+    node = node->next;
+  }
 }
 
 void Recorder::submit(ExecutionRecord record) {
-  auto boxed = std::make_unique<ExecutionRecord>(std::move(record));
-  bool wake = false;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    submitted_.push_back(std::move(boxed));
-    if (submitted_.size() > options_.max_queued) {
-      overflowed_.fetch_add(1, std::memory_order_relaxed);
-    }
-    // One notify per sleep of the recorder, and only once a batch is full.
-    if (waiting_ && submitted_.size() >= wake_at_) {
-      waiting_ = false;
-      wake = true;
-    }
+  auto* node = new Submitted{std::move(record), submitted_.load(std::memory_order_relaxed)};
+  while (!submitted_.compare_exchange_weak(node->next, node, std::memory_order_release,
+                                           std::memory_order_relaxed)) {
   }
-  if (wake) ready_.notify_one();
+  size_t count = submitted_count_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (count > options_.max_queued) overflowed_.fetch_add(1, std::memory_order_relaxed);
+  // Without the lock a notify can slip in before the recorder sleeps: it then wakes at the
+  // flush interval instead, which bounds the delay.
+  if (count >= wake_at_.load(std::memory_order_relaxed)) ready_.notify_one();
 }
 
 void Recorder::subscribe(std::function<void(const RecordSummary&)> subscriber) {
@@ -176,22 +176,38 @@ bool Recorder::takeSubmitted() {
   bool stalled = !conn_ && now < spill_retry_at_;
   bool batch_ready = !stalled && pending_.size() >= options_.batch_size;
   bool replay_ready = conn_.has_value() && spill_waiting_;
-  std::unique_lock<std::mutex> lock(mutex_);
-  if (!stopping_ && !batch_ready && !replay_ready) {
-    // Stalled (nowhere to write), wake only for the memory bound; otherwise for a full batch.
-    size_t threshold = stalled ? options_.max_queued + 1 : options_.batch_size;
-    wake_at_ = threshold - std::min(pending_.size(), threshold - 1);
-    if (submitted_.size() < wake_at_) {
-      waiting_ = true;
-      ready_.wait_until(lock, next_flush_, [this] { return stopping_ || !waiting_; });
-      waiting_ = false;
+  bool stopping = false;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!stopping_ && !batch_ready && !replay_ready) {
+      // Stalled (nowhere to write), wake only for the memory bound; otherwise for a full batch.
+      size_t threshold = stalled ? options_.max_queued + 1 : options_.batch_size;
+      size_t wanted = threshold - std::min(pending_.size(), threshold - 1);
+      wake_at_.store(wanted, std::memory_order_relaxed);
+      ready_.wait_until(lock, next_flush_, [this, wanted] {
+        return stopping_ || submitted_count_.load(std::memory_order_relaxed) >= wanted;
+      });
+      wake_at_.store(SIZE_MAX, std::memory_order_relaxed);
     }
+    stopping = stopping_;
   }
-  spare_.swap(submitted_);
-  bool stopping = stopping_;
-  lock.unlock();
-  for (auto& record : spare_) pending_.push_back(std::move(*record));
-  spare_.clear();  // keeps its capacity for the next swap
+  // Newest first on the stack: reversed into submission order.
+  Submitted* node = submitted_.exchange(nullptr, std::memory_order_acquire);
+  Submitted* oldest_first = nullptr;
+  size_t taken = 0;
+  while (node != nullptr) {
+    Submitted* next = node->next;
+    node->next = oldest_first;
+    oldest_first = node;
+    node = next;
+    ++taken;
+  }
+  submitted_count_.fetch_sub(taken, std::memory_order_relaxed);
+  while (oldest_first != nullptr) {
+    std::unique_ptr<Submitted> owned(oldest_first);
+    oldest_first = oldest_first->next;
+    pending_.push_back(std::move(owned->record));
+  }
   return stopping;
 }
 

@@ -1,10 +1,10 @@
 // Recorder: takes finished execution records from any thread and stores them in
 // flux.executions, off the request path.
 //
-// Design. Workers call submit() after the response is sent: a push of the (boxed) record onto
-// a mutex-guarded vector and, at most once per sleep of the recorder, a condition-variable
-// notify when a batch is full. The recorder thread swaps the vector out whole (workers never
-// wait on a copy), wakes every flush_interval, and writes what it has in batches of batch_size:
+// Design. Workers call submit() after the response is sent: a lock-free push of the (boxed)
+// record onto a stack and, once a batch is full while the recorder sleeps, a condition-variable
+// notify. The recorder thread takes the stack whole (workers never wait on it), wakes every
+// flush_interval, and writes what it has in batches of batch_size:
 //   BEGIN; COPY flux.executions FROM STDIN; SELECT pg_notify(channel, summaries); COMMIT
 // (one transaction, one NOTIFY per batch; the payload is a JSON array of RecordSummary, or
 // {"count", "min_id", "max_id"} when the array would not fit in NOTIFY's 8000 bytes).
@@ -149,21 +149,27 @@ class Recorder {
   const RecorderOptions options_;
   const Redactor redactor_;
 
-  // Shared with submitters.
-  std::mutex mutex_;
+  // Shared with submitters, without a lock on their side: the recorder runs at nice 19, and a
+  // lock it held while the scheduler left it waiting would stall every worker (measured: p99
+  // of tens of ms under saturation). Submissions form a lock-free stack that the recorder
+  // takes whole.
+  struct Submitted {
+    ExecutionRecord record;
+    Submitted* next = nullptr;
+  };
+  std::atomic<Submitted*> submitted_{nullptr};
+  std::atomic<size_t> submitted_count_{0};
+  // The recorder sleeps until this many records are submitted (or the flush interval ends);
+  // a submitter that reaches it notifies. SIZE_MAX while the recorder is awake.
+  std::atomic<size_t> wake_at_{SIZE_MAX};
+  std::mutex mutex_;  // the recorder's sleep, and stopping_
   std::condition_variable ready_;
-  // Boxed so that growing the vector under the lock moves pointers, not records.
-  std::vector<std::unique_ptr<ExecutionRecord>> submitted_;
-  bool waiting_ = false;  // the recorder sleeps and wants a notify at wake_at_ records
-  size_t wake_at_ = 0;
   bool stopping_ = false;
 
   std::mutex subscribers_mutex_;
   std::vector<std::function<void(const RecordSummary&)>> subscribers_;
 
   // Recorder thread only.
-  // An empty vector with capacity, swapped in for submitted_.
-  std::vector<std::unique_ptr<ExecutionRecord>> spare_;
   std::deque<ExecutionRecord> pending_;
   std::optional<BlockingConnection> conn_;
   SpillFile spill_;
