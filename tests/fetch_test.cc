@@ -480,6 +480,7 @@ TEST_F(FetchTest, TimeoutFailsTheRequestAndMarksWhatNeverRan) {
   EXPECT_EQ(fetch["error"], "timeout after 200 ms");
   EXPECT_EQ(fetch["location"].get<std::string>().rfind("functions/checkout/index.ts:4:", 0), 0u)
       << fetch;
+  EXPECT_EQ(error["span"], fetch["id"]) << error;  // the span the error happened in
   json update = spanNamed(record, "db.update(orders)");
   EXPECT_EQ(update["status"], "skipped");
   EXPECT_EQ(update["duration_us"], 0);
@@ -591,6 +592,7 @@ TEST_F(FetchTest, ErrorThrownInACtxSpanNamesThatSpan) {
   EXPECT_EQ(error["message"], "card declined: insufficient funds");
   EXPECT_EQ(error["location"].get<std::string>().rfind("functions/spanerror/index.ts:3:", 0), 0u)
       << error;
+  EXPECT_EQ(error["span"], span["id"]) << error;
 }
 
 TEST_F(FetchTest, JournalHoldsEveryNondeterministicResultInOrder) {

@@ -72,7 +72,7 @@ record::ExecutionRecord makeRecord(std::string id, std::string kind, std::string
 std::vector<record::ExecutionRecord> records() {
   auto checkout = makeRecord(kCheckout, "http", "create_order", "POST", "/checkout", 500, 0);
   checkout.error = record::RecordedError{"Stripe API timeout after 10s", "payments/create.ts:42:7",
-                                         "Error: ...", "user_code"};
+                                         "Error: ...", "user_code", 2};
   checkout.spans = {span(1, 0, "gateway", 0, 2000),
                     span(2, 1, "create_order", 2000, 40000, record::SpanStatus::kError,
                          "Stripe API timeout after 10s"),

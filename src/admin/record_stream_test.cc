@@ -214,7 +214,7 @@ class RecordStreamTest : public ::testing::Test {
     r.started_at_us = static_cast<int64_t>(clock_.nowMillis() * 1000) - ago.count() * 1000;
     r.duration_us = 1500;
     if (status >= 500) {
-      r.error = record::RecordedError{"Stripe API timeout", "payments.ts:4:2", "", "user_code"};
+      r.error = record::RecordedError{"Stripe API timeout", "payments.ts:4:2", "", "user_code", 0};
     }
     return r;
   }

@@ -239,7 +239,8 @@ class MutationLogTest : public ::testing::TestWithParam<CaptureFunction> {
   std::vector<Row> mutations(Session& s, const std::string& where = "true") {
     return s.query(
         "SELECT request_id, actor, schema_name, table_name, pk, op, old::jsonb::text, "
-        "new::jsonb::text, changed_columns::text, txid, rolled_back, rows_affected FROM flux.state_mutations "
+        "new::jsonb::text, changed_columns::text, txid, rolled_back, rows_affected FROM "
+        "flux.state_mutations "
         "WHERE " +
         where + " ORDER BY id");
   }
@@ -976,10 +977,12 @@ BEGIN
   NEW.actor := coalesce(NEW.actor, 'set by a BEFORE trigger');
   RETURN NEW;
 END $$)");
-  admin.exec("CREATE TRIGGER count_before BEFORE INSERT ON flux.state_mutations FOR EACH ROW "
-             "EXECUTE FUNCTION flux.count_insert()");
-  admin.exec("CREATE TRIGGER count_after AFTER INSERT ON flux.state_mutations FOR EACH ROW "
-             "EXECUTE FUNCTION flux.count_insert()");
+  admin.exec(
+      "CREATE TRIGGER count_before BEFORE INSERT ON flux.state_mutations FOR EACH ROW "
+      "EXECUTE FUNCTION flux.count_insert()");
+  admin.exec(
+      "CREATE TRIGGER count_after AFTER INSERT ON flux.state_mutations FOR EACH ROW "
+      "EXECUTE FUNCTION flux.count_insert()");
   beginRequest(s);
   s.exec("UPDATE public.users SET name = 'b'");
   commitRequest(s);
@@ -997,8 +1000,9 @@ END $$)");
   admin.exec("GRANT USAGE ON SEQUENCE flux.state_mutations_id_seq TO " + owner);
   admin.exec("ALTER TABLE flux.state_mutations ENABLE ROW LEVEL SECURITY");
   admin.exec("ALTER TABLE flux.state_mutations FORCE ROW LEVEL SECURITY");
-  admin.exec("CREATE POLICY no_deletes ON flux.state_mutations USING (true) "
-             "WITH CHECK (op <> 'DELETE')");
+  admin.exec(
+      "CREATE POLICY no_deletes ON flux.state_mutations USING (true) "
+      "WITH CHECK (op <> 'DELETE')");
   beginRequest(s);
   s.exec("INSERT INTO public.users VALUES (2, 'c')");
   commitRequest(s);

@@ -119,7 +119,7 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
     std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
                               ? body["error"].get<std::string>()
                               : "HTTP " + std::to_string(r.status);
-    r.error = record::RecordedError{std::move(message), {}, {}, "gateway"};
+    r.error = record::RecordedError{std::move(message), {}, {}, "gateway", 0};
   }
   recorder_->submit(std::move(r));
 }

@@ -167,6 +167,7 @@ Result<RecordedError> errorAt(const json& value, const std::string& path) {
   FLUX_TRY(in.string("location", error.location));
   FLUX_TRY(in.string("stack", error.stack));
   FLUX_TRY(in.string("code", error.code));
+  FLUX_TRY(in.integer("span", error.span));
   return error;
 }
 
@@ -243,7 +244,8 @@ json toJson(const HttpCapture& capture, bool request) {
             {"headers", capturedHeaders(capture)},
             {"body", capture.body}};
   }
-  return {{"status", capture.status}, {"headers", capturedHeaders(capture)}, {"body", capture.body}};
+  return {
+      {"status", capture.status}, {"headers", capturedHeaders(capture)}, {"body", capture.body}};
 }
 
 void fillGatewaySpan(ExecutionRecord& record) {
@@ -252,6 +254,43 @@ void fillGatewaySpan(ExecutionRecord& record) {
   Span& root = record.spans.front();  // the gateway's
   if (root.input.is_null()) root.input = {{"method", record.method}, {"path", record.path}};
   if (root.output.is_null()) root.output = {{"status", record.status}};
+}
+
+namespace {
+
+// "file:line" of a "file:line:column" location (the whole text without a second colon).
+std::string_view fileAndLine(std::string_view location) {
+  size_t last = location.rfind(':');
+  if (last == std::string_view::npos || location.find(':') == last) return location;
+  return location.substr(0, last);
+}
+
+}  // namespace
+
+void locateError(ExecutionRecord& record) {
+  if (!record.error || record.error->span != 0 || record.spans.empty()) return;
+  // Spans are stored in start order, so a child comes after its parent: the last match is the
+  // innermost (or the latest). The host call that failed (a fetch that timed out, a db call)
+  // was made where the error's stack points; a throw fails the spans around it with its
+  // message.
+  std::string_view at = fileAndLine(record.error->location);
+  const Span* last = nullptr;
+  for (const Span& span : record.spans) {
+    if (span.status != SpanStatus::kError) continue;
+    bool same_place = !at.empty() && fileAndLine(span.location) == at;
+    bool same_message = span.error && *span.error == record.error->message;
+    if (same_place || same_message) last = &span;
+  }
+  const Span& root = record.spans.front();
+  const Span* function = nullptr;
+  for (const Span& span : record.spans) {
+    if (span.parent == root.id && &span != &root) {
+      function = &span;
+      break;
+    }
+  }
+  const Span* chosen = last ? last : function ? function : &root;
+  record.error->span = chosen->id;
 }
 
 void materialize(ExecutionRecord& record) {
@@ -284,7 +323,8 @@ json toJson(const RecordedError& error) {
   return json{{"message", error.message},
               {"location", error.location},
               {"stack", error.stack},
-              {"code", error.code}};
+              {"code", error.code},
+              {"span", error.span}};
 }
 
 json toJson(const ExecutionRecord& record) {
@@ -304,8 +344,8 @@ json toJson(const ExecutionRecord& record) {
               {"error", record.error ? toJson(*record.error) : json(nullptr)},
               {"started_at_us", record.started_at_us},
               {"duration_us", record.duration_us},
-              {"request", record.captured_request ? toJson(*record.captured_request, true)
-                                                  : record.request},
+              {"request",
+               record.captured_request ? toJson(*record.captured_request, true) : record.request},
               {"response", record.captured_response ? toJson(*record.captured_response, false)
                                                     : record.response},
               {"spans", std::move(spans)},

@@ -48,7 +48,8 @@ struct RecordedError {
   std::string message;
   std::string location;  // TypeScript file:line:column, or empty
   std::string stack;
-  std::string code;  // errorCodeName() of the Flux error ("user_code", "timeout", ...)
+  std::string code;   // errorCodeName() of the Flux error ("user_code", "timeout", ...)
+  uint32_t span = 0;  // the span it happened in (locateError), 0 when none is known
 
   bool operator==(const RecordedError&) const = default;
 };
@@ -102,6 +103,11 @@ void materialize(ExecutionRecord& record);
 // The root (gateway) span's input (request line) and output (status), when they are empty and
 // the record has captures.
 void fillGatewaySpan(ExecutionRecord& record);
+// Sets error.span, unless already set, to the span the error happened in: the innermost failed
+// span that was called at the error's file:line (a fetch that timed out, a db call the handler
+// let through) or failed with the error's message (a ctx.span that threw), else the function's
+// span (the root's first child), else the root.
+void locateError(ExecutionRecord& record);
 // A capture's stored JSON: {method, path, query, headers: [[name, value], ...], body} for a
 // request, {status, headers, body} for a response.
 nlohmann::json toJson(const HttpCapture& capture, bool request);

@@ -21,8 +21,8 @@ ExecutionRecord sampleRecord() {
   record.method = "POST";
   record.path = "/orders/42";
   record.status = 500;
-  record.error =
-      RecordedError{"boom", "functions/orders/index.ts:12:5", "Error: boom\n  at x", "user_code"};
+  record.error = RecordedError{"boom", "functions/orders/index.ts:12:5", "Error: boom\n  at x",
+                               "user_code", 3};
   record.started_at_us = 1714560000123456;
   record.duration_us = 1234;
   record.request = {{"method", "POST"},
@@ -199,6 +199,47 @@ TEST(ExecutionRecordTest, MaterializeBuildsWhatTheGatewayCapturedRaw) {
   ExecutionRecord again = record;
   materialize(again);
   EXPECT_EQ(again, record);
+}
+
+TEST(ExecutionRecordTest, LocateErrorNamesTheSpanTheErrorHappenedIn) {
+  auto span = [](uint32_t id, uint32_t parent, std::string name, SpanStatus status,
+                 std::optional<std::string> error, std::string location) {
+    Span s;
+    s.id = id;
+    s.parent = parent;
+    s.name = std::move(name);
+    s.status = status;
+    s.error = std::move(error);
+    s.location = std::move(location);
+    return s;
+  };
+  const std::string f = "functions/checkout/index.ts:";
+  ExecutionRecord record;
+  record.error = RecordedError{"Signal timed out after 200 ms.", f + "9:21", "", "user_code", 0};
+  record.spans = {
+      span(1, 0, "gateway", SpanStatus::kOk, {}, ""),
+      span(2, 1, "checkout", SpanStatus::kError, "Signal timed out after 200 ms.", ""),
+      span(3, 2, "db.query", SpanStatus::kError, "duplicate key", f + "4:9"),
+      span(4, 2, "charge", SpanStatus::kError, "Signal timed out after 200 ms.", f + "8:3"),
+      span(5, 4, "fetch", SpanStatus::kError, "timeout after 200 ms", f + "9:27"),
+      span(6, 2, "db.update", SpanStatus::kSkipped, {}, f + "11:3")};
+  locateError(record);
+  EXPECT_EQ(record.error->span, 5u);  // the fetch at the error's line
+
+  // Thrown by the handler after it caught the db error: the ctx.span that failed with it.
+  record.error->location = f + "12:11";
+  record.error->span = 0;
+  locateError(record);
+  EXPECT_EQ(record.error->span, 4u);
+
+  record.error->message = "something else";
+  record.error->span = 0;
+  locateError(record);
+  EXPECT_EQ(record.error->span, 2u);  // neither: the function's span
+
+  record.error->span = 7;
+  locateError(record);
+  EXPECT_EQ(record.error->span, 7u);  // already located: kept
 }
 
 TEST(ExecutionRecordTest, DumpNeverThrowsOnInvalidUtf8) {

@@ -225,6 +225,8 @@ void JsonWriter::error(const RecordedError& error) {
   string(error.stack);
   key("code");
   string(error.code);
+  key("span");
+  integer(error.span);
   out_ += '}';
 }
 

@@ -20,7 +20,7 @@ ExecutionRecord nastyRecord() {
   record.method = "GET";
   record.path = "/a\tb\nc\x01\x1f";
   record.status = -1;
-  record.error = RecordedError{"m\b\f", "", "s\r", "c"};
+  record.error = RecordedError{"m\b\f", "", "s\r", "c", 4294967295u};
   record.started_at_us = 9007199254740993;
   record.duration_us = -5;
   record.request = {{"body", "x\0y\xffz"s}, {"n", 1.5}, {"list", {true, nullptr, -3}}};

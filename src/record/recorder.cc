@@ -123,6 +123,7 @@ void lowerPriority(pid_t pid) {
 
 void Recorder::prepare(ExecutionRecord& record) {
   fillGatewaySpan(record);
+  locateError(record);
   redactor_.apply(record);
 }
 

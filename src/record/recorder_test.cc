@@ -221,7 +221,7 @@ TEST_F(RecorderTest, CopiesFiveThousandRecordsFromFourThreadsWithNastyStrings) {
                      {"nested", {{"password", "hunter2"}, {"list", {1, "\\", "\n"}}}},
                      {"json_in_string", "{\"a\":\"b\\\"c\"}"}}}};
   nasty.logs = {"\\.", "\n\\.\n", std::string("x\0y", 3)};
-  nasty.error = RecordedError{"bad\tthing\n", "functions/a.ts:1:2", "at\\x\n", "user_code"};
+  nasty.error = RecordedError{"bad\tthing\n", "functions/a.ts:1:2", "at\\x\n", "user_code", 1};
   nasty.spans[0].input = {{"sql", "SELECT '\\t'\n"}, {"cookie", "c=1"}};
 
   {

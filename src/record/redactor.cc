@@ -166,14 +166,14 @@ bool Redactor::isSecretField(std::string_view key) const {
     auto byte = static_cast<unsigned char>(c);
     if (std::isalnum(byte)) normalized += static_cast<char>(std::tolower(byte));
   }
-  return std::any_of(field_names_.begin(), field_names_.end(), [](const auto& field) {
-    return normalized.find(field) != std::string::npos;
-  });
+  return std::any_of(field_names_.begin(), field_names_.end(),
+                     [](const auto& field) { return normalized.find(field) != std::string::npos; });
 }
 
 bool Redactor::isSecretHeader(std::string_view name) const {
-  return std::any_of(header_names_.begin(), header_names_.end(),
-                     [name](const std::string& header) { return equalsIgnoreCase(name, header); }) ||
+  return std::any_of(
+             header_names_.begin(), header_names_.end(),
+             [name](const std::string& header) { return equalsIgnoreCase(name, header); }) ||
          isSecretField(name);
 }
 
@@ -207,6 +207,8 @@ void Redactor::redactValue(json& value, std::string_view parent_key) const {
       // A field counts with its parent's name too: {"card": {"number": ...}} is a card number.
       if (isSecretHeader(key) || (!parent_key.empty() && isSecretField(joined(parent_key, key)))) {
         redact(item);
+      } else if (item.is_string() && equalsIgnoreCase(key, "url")) {
+        redactUrlQuery(item.get_ref<std::string&>());
       } else if (equalsIgnoreCase(key, "headers")) {
         redactHeaders(item);
       } else {
@@ -249,6 +251,16 @@ void Redactor::redactString(std::string& text, std::string_view content_type) co
     start = end + 1;
   }
   text = std::move(out);
+}
+
+void Redactor::redactUrlQuery(std::string& url) const {
+  size_t query = url.find('?');
+  if (query == std::string::npos) return;
+  size_t fragment = url.find('#', query);
+  size_t end = fragment == std::string::npos ? url.size() : fragment;
+  std::string params = url.substr(query + 1, end - query - 1);
+  redactString(params, "application/x-www-form-urlencoded");
+  url.replace(query + 1, end - query - 1, params);
 }
 
 void Redactor::redactBody(json& body, std::string_view content_type) const {

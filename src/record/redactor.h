@@ -10,10 +10,13 @@
 // reader sees that a value was there.
 //
 // apply() covers a whole record: the request's headers, query and body, the response's headers
-// and body (captured or JSON), every span's input and output and, unless switched off, the IO journal's values.
+// and body (captured or JSON), every span's input and output and, unless switched off, the IO
+// journal's values.
 // JSON bodies are walked recursively; a body held as a string is parsed when its content-type
 // says JSON (or it looks like a JSON object/array) and redacted as form fields when it is
-// application/x-www-form-urlencoded. Free text (logs, error messages, URLs) is not inspected.
+// application/x-www-form-urlencoded; a string under the key "url" (a fetch span's) has its
+// query parameters redacted as form fields. Other free text (logs, error messages) is not
+// inspected.
 //
 // Bodies (and span inputs/outputs) longer than body_cap_bytes, measured as their JSON text
 // (or the string's bytes), are replaced by {"truncated": true, "bytes": N, "head": "<first
@@ -72,6 +75,8 @@ class Redactor {
   // `parent_key`: the key `value` sits under, if any (a field is matched with it prefixed).
   void redactValue(nlohmann::json& value, std::string_view parent_key = {}) const;
   void redactString(std::string& text, std::string_view content_type) const;
+  // The query parameters of a URL (a span's "url": a fetch's), as form fields.
+  void redactUrlQuery(std::string& url) const;
 
   RedactionOptions options_;
   std::vector<std::string> header_names_;  // lower case

@@ -152,7 +152,8 @@ TEST(RedactorTest, ApplyCoversTheWholeRecord) {
   Span fetch;
   fetch.id = 1;
   fetch.name = "fetch";
-  fetch.input = {{"url", "https://api"}, {"headers", {{"Authorization", "Bearer b"}}}};
+  fetch.input = {{"url", "https://api/v1?page=2&access_token=t&sig=1#top"},
+                 {"headers", {{"Authorization", "Bearer b"}}}};
   fetch.output = {{"access_token", "z"}, {"expires", 3600}};
   record.spans = {fetch};
   record.journal = json::array({{{"kind", "fetch"}, {"value", {{"access_token", "z"}}}}});
@@ -165,7 +166,8 @@ TEST(RedactorTest, ApplyCoversTheWholeRecord) {
   EXPECT_EQ(record.response["body"]["session_token"], kRedacted);
   EXPECT_EQ(record.response["body"]["ok"], true);
   EXPECT_EQ(record.spans[0].input["headers"]["Authorization"], kRedacted);
-  EXPECT_EQ(record.spans[0].input["url"], "https://api");
+  EXPECT_EQ(record.spans[0].input["url"],
+            "https://api/v1?page=2&access_token=[redacted]&sig=1#top");
   EXPECT_EQ(record.spans[0].output["access_token"], kRedacted);
   EXPECT_EQ(record.journal[0]["value"]["access_token"], kRedacted);
 
@@ -196,12 +198,13 @@ TEST(RedactorTest, CapturesAreRedactedInPlaceAndStoredAsMaterialized) {
   gateway.id = 1;
   gateway.name = "gateway";
   record.spans = {gateway};
-  record.captured_request = HttpCapture{"POST", "/pay", "page=2&api_token=abc",
-                                        0,
-                                        {{"Authorization", "Bearer a"},
-                                         {"Content-Type", "application/json"},
-                                         {"X-Request", "1"}},
-                                        R"({"card": {"number": "4242", "exp": "12/30"}, "n": 1})"};
+  record.captured_request = HttpCapture{
+      "POST",
+      "/pay",
+      "page=2&api_token=abc",
+      0,
+      {{"Authorization", "Bearer a"}, {"Content-Type", "application/json"}, {"X-Request", "1"}},
+      R"({"card": {"number": "4242", "exp": "12/30"}, "n": 1})"};
   record.captured_response =
       HttpCapture{"", "", "", 201, {{"set-cookie", "sid=2"}}, R"({"password": "p"})"};
   fillGatewaySpan(record);

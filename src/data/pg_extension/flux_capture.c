@@ -38,8 +38,8 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/datetime.h"
+#include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
@@ -62,10 +62,10 @@ PG_FUNCTION_INFO_V1(flux_capture);
 typedef struct CapturedRow {
   char* schema;
   char* table;
-  const char* op;  // "INSERT", "UPDATE" or "DELETE" (static)
-  char* pk;        // the key's values joined with ','; NULL without a key
-  char* old_row;   // row_to_json text; NULL for an INSERT
-  char* new_row;   // row_to_json text; NULL for a DELETE
+  const char* op;      // "INSERT", "UPDATE" or "DELETE" (static)
+  char* pk;            // the key's values joined with ','; NULL without a key
+  char* old_row;       // row_to_json text; NULL for an INSERT
+  char* new_row;       // row_to_json text; NULL for a DELETE
   ArrayType* changed;  // text[] of the changed columns (changedColumns)
   int64 txid;
   TimestampTz at;
@@ -316,8 +316,8 @@ static int compareNames(const void* a, const void* b) {
 // judges it on the JSON forms: the same bytes (an unchanged toasted value keeps its pointer),
 // or else equal by the type's equality (numeric 1 = 1.00, jsonb by value) unless the type is
 // collatable (text compares by its bytes, as JSON strings do); json as jsonb. Other types
-// without equality count as changed. A rare type whose equality ignores its text form (interval '1 day' =
-// '24 hours') counts as unchanged here and changed in plpgsql.
+// without equality count as changed. A rare type whose equality ignores its text form (interval '1
+// day' = '24 hours') counts as unchanged here and changed in plpgsql.
 static bool sameValue(Form_pg_attribute attribute, Datum a, Datum b) {
   TypeCacheEntry* type;
   if (datumIsEqual(a, b, attribute->attbyval, attribute->attlen)) return true;
