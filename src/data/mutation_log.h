@@ -41,13 +41,17 @@
 // flux.capture_is_current(regclass), flux.install_capture(regclass),
 // flux.install_capture_all(), flux.capture_ddl().
 //
-// Cost (PostgreSQL 15, this machine, CPU time from perf): the C capture adds ~40 us to a
-// request that writes one row: ~5 us in the trigger, the rest at COMMIT, mostly the row's
-// insertion (its three index entries ~18 us, heap and WAL ~5 us) and jsonb and changed_columns
-// (~5 us); no notice, no round trip. The plpgsql capture adds ~100-200 us: ~10 us a row in the
-// trigger, a notice per row (a socket flush that wakes the client) and kStoreCapturedSql, one
-// more statement before COMMIT. External mode costs the same either way (~45-70 us a row,
-// flux.record_external). bench/mutations.sh and bench/mutation_trigger.sh measure it.
+// Cost (PostgreSQL 15, this machine): the C capture adds ~40-60 us of PostgreSQL CPU to a
+// transaction that writes one row (pgbench, BEGIN / set_config / UPDATE / COMMIT, 1-8 clients:
+// 107-131 us without the trigger, 159-198 us with it): ~5 us in the trigger, the rest at
+// COMMIT, mostly the row's insertion and its three index entries (storing 1,000 rows: ~23 us a
+// row, ~7 us without the (schema, table, pk, id) index). old/new are stored as the captured
+// json text and changed_columns compared on the tuples: parsing both into jsonb and diffing
+// them cost ~25 us more per single-row transaction. No notice, no round trip. The plpgsql
+// capture adds ~100-200 us: ~10 us a row in the trigger, a notice per row (a socket flush that
+// wakes the client) and kStoreCapturedSql, one more statement before COMMIT. External mode costs
+// the same either way (~45-70 us a row, flux.record_external). bench/mutations.sh and
+// bench/mutation_trigger.sh measure it.
 //
 // Thread: the functions here block (libpq, synchronous): the control path at start-up only.
 #pragma once
