@@ -40,6 +40,7 @@
 
 #include "cli/state_render.h"
 #include "cli/suggestions.h"
+#include "cli/text_style.h"
 
 namespace flux::cli {
 
@@ -98,16 +99,6 @@ std::string renderTrace(const nlohmann::json& answer, Color color);
 std::string renderCandidates(const nlohmann::json& body);
 
 // ---- Pieces the other record views (trace debug, trace diff) share ---------------------------
-
-// Terminal columns of UTF-8 text, counted as code points.
-size_t displayWidth(std::string_view text);
-
-// Cut at a code point boundary so that the result, "…" included, is at most `width` columns.
-std::string truncated(std::string_view text, size_t width);
-
-// Control characters escaped ("\n", "\x1b"), so that a value never breaks a line or the
-// terminal.
-std::string printable(std::string_view text);
 
 // A body, an input or an output as one line of at most `width` columns: JSON compact (a string
 // holding JSON too), text as it is, printable.

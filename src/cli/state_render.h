@@ -22,9 +22,9 @@
 #include <string_view>
 #include <vector>
 
-namespace flux::cli {
+#include "cli/text_style.h"
 
-enum class Color { kOff, kOn };
+namespace flux::cli {
 
 // kOn when stdout is a terminal and NO_COLOR is not set (or set to the empty string).
 Color stdoutColor();

@@ -28,50 +28,6 @@ constexpr size_t kCompactLogs = 3;
 // How long a lone ESC waits for the rest of its sequence before it counts as a key.
 constexpr int kEscapeWaitMs = 50;
 
-// ---- Small JSON accessors (tolerant of missing or mistyped fields) ----------------------------
-
-const json& field(const json& object, const char* key) {
-  static const json kNull;
-  if (!object.is_object()) return kNull;
-  auto it = object.find(key);
-  return it == object.end() ? kNull : *it;
-}
-
-std::string stringField(const json& object, const char* key) {
-  const json& value = field(object, key);
-  return value.is_string() ? value.get<std::string>() : std::string();
-}
-
-int64_t intField(const json& object, const char* key, int64_t fallback = 0) {
-  const json& value = field(object, key);
-  return value.is_number_integer() ? value.get<int64_t>() : fallback;
-}
-
-const json& arrayField(const json& object, const char* key) {
-  static const json kEmpty = json::array();
-  const json& value = field(object, key);
-  return value.is_array() ? value : kEmpty;
-}
-
-class Painter {
- public:
-  explicit Painter(Color color) : on_(color == Color::kOn) {}
-  std::string paint(fmt::text_style style, std::string_view text) const {
-    return on_ ? fmt::format(style, "{}", text) : std::string(text);
-  }
-  std::string red(std::string_view text) const {
-    return paint(fmt::fg(fmt::terminal_color::red), text);
-  }
-  std::string green(std::string_view text) const {
-    return paint(fmt::fg(fmt::terminal_color::green), text);
-  }
-  std::string dim(std::string_view text) const { return paint(fmt::emphasis::faint, text); }
-  std::string bold(std::string_view text) const { return paint(fmt::emphasis::bold, text); }
-
- private:
-  bool on_;
-};
-
 std::string upper(std::string_view text) {
   std::string out(text);
   for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
