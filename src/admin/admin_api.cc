@@ -300,7 +300,7 @@ void AdminApi::Impl::onLease(uint64_t id, Result<data::PgLease> lease) {
   if (call == nullptr) return;
   if (!lease) return finish(id, databaseErrorResponse(lease.error()));
   call->lease = std::move(*lease);
-  data::QueryParams params{call->request.table.schema, call->request.table.table};
+  data::QueryParams params{call->request.table.schema, call->request.table.table, call->request.pk};
   call->lease.connection().query(
       kTableInfoSql, std::move(params), data::Prepare::kYes,
       [this, alive = std::weak_ptr<char>(alive_), id](Result<data::QueryResult> result) {
@@ -315,7 +315,7 @@ void AdminApi::Impl::onTableInfo(uint64_t id, Result<data::QueryResult> result) 
   if (!result) return finish(id, databaseErrorResponse(result.error()));
   auto info = parseTableInfo(*result);
   if (!info) return finish(id, errorResponse(500, info.error().message));
-  // A table dropped since keeps its history: it is unknown only with neither.
+  // A table dropped since keeps its history: it is unknown only with neither (of this row).
   if (!info->known && !info->has_history) {
     return finish(id, errorResponse(404, "unknown table '" + call->request.table_text + "'"));
   }

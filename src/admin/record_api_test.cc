@@ -108,19 +108,25 @@ class RecordsEnvironment : public testing::TestCluster {
 
     // The checkout's writes (in log order): a 0-row update first, then the rolled-back plan
     // change; the signup's insert.
-    exec(conninfo_, std::string(R"sql(
+    exec(
+        conninfo_,
+        std::string(R"sql(
       INSERT INTO flux.state_mutations
-        (request_id, schema_name, table_name, pk, op, old, new, changed_columns, rolled_back,
-         rows_affected)
+        (request_id, schema_name, table_name, pk, row_key, op, old, new, changed_columns,
+         rolled_back, rows_affected)
       VALUES
-        (')sql") + kCheckout +
-                        R"sql(', 'public', 'subscriptions', NULL, 'UPDATE',
+        (')sql") +
+            kCheckout +
+            R"sql(', 'public', 'subscriptions', NULL,
+         flux.row_key('public', 'subscriptions', NULL), 'UPDATE',
          '{"customer_id": "cus_ABC"}', '{"status": "active"}', NULL, true, 0),
-        (')sql" + kCheckout +
-                        R"sql(', 'public', 'users', '42', 'UPDATE',
+        (')sql" +
+            kCheckout +
+            R"sql(', 'public', 'users', '42', flux.row_key('public', 'users', '42'), 'UPDATE',
          '{"id": 42, "plan": "free"}', '{"id": 42, "plan": null}', '{plan}', true, 1),
-        (')sql" + kSignup +
-                        R"sql(', 'public', 'users', '42', 'INSERT', NULL,
+        (')sql" +
+            kSignup +
+            R"sql(', 'public', 'users', '42', flux.row_key('public', 'users', '42'), 'INSERT', NULL,
          '{"id": 42, "email": "a@b.com", "plan": "free"}', '{email,id,plan}', false, 1))sql");
   }
   static inline std::string conninfo_;

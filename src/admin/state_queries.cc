@@ -206,7 +206,8 @@ const char* const kTableInfoSql = R"(SELECT
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
     WHERE i.indrelid = r.oid AND i.indisprimary)::text AS key_columns,
   EXISTS (SELECT 1 FROM flux.state_mutations m
-           WHERE m.schema_name = $1 AND m.table_name = $2) AS has_history
+           WHERE m.row_key IN (flux.row_key($1, $2, $3), flux.row_key($1, $2, NULL))
+             AND m.schema_name = $1 AND m.table_name = $2) AS has_history
 FROM (SELECT to_regclass(quote_ident($1::text) || '.' || quote_ident($2::text))::oid AS oid) r)";
 
 // The mutation columns both reads select, in the shape parseMutationPage expects. `at` is
@@ -222,7 +223,8 @@ FROM (SELECT to_regclass(quote_ident($1::text) || '.' || quote_ident($2::text)):
 const char* const kHistorySql =
     "SELECT " FLUX_MUTATION_COLUMNS
     "FROM flux.state_mutations\n"
-    "WHERE schema_name = $1 AND table_name = $2\n"
+    "WHERE row_key IN (flux.row_key($1, $2, $3), flux.row_key($1, $2, NULL))\n"
+    "  AND schema_name = $1 AND table_name = $2\n"
     "  AND (pk = $3\n"
     "       OR (pk IS NULL AND rows_affected = 0 AND $5::jsonb IS NOT NULL\n"
     "           AND json_typeof(old) = 'object'\n"
@@ -237,9 +239,11 @@ const char* const kHistorySql =
 const char* const kBlameSql =
     "SELECT " FLUX_MUTATION_COLUMNS
     "FROM flux.state_mutations\n"
-    "WHERE schema_name = $1 AND table_name = $2 AND pk = $3\n"
+    "WHERE row_key = flux.row_key($1, $2, $3)\n"
+    "  AND schema_name = $1 AND table_name = $2 AND pk = $3\n"
     "  AND id >= COALESCE((SELECT max(id) FROM flux.state_mutations\n"
-    "                       WHERE schema_name = $1 AND table_name = $2 AND pk = $3\n"
+    "                       WHERE row_key = flux.row_key($1, $2, $3)\n"
+    "                         AND schema_name = $1 AND table_name = $2 AND pk = $3\n"
     "                         AND op = 'INSERT' AND NOT rolled_back), 0)\n"
     "ORDER BY id DESC\n"
     "LIMIT $4";

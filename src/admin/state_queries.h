@@ -60,10 +60,12 @@ Result<StateRequest> parseStateRequest(StateEndpoint endpoint, std::string_view 
 
 // Every statement takes its inputs as parameters; none is ever spliced into the SQL.
 //
-// kTableInfoSql($1 schema, $2 table) -> one row: known (bool: to_regclass found the relation),
-// columns (json array of the table's column names in attnum order, or NULL), key_columns (json
-// array of the primary key's columns in key order, or NULL), has_history (bool: the log has any
-// mutation of that table).
+// kTableInfoSql($1 schema, $2 table, $3 pk) -> one row: known (bool: to_regclass found the
+// relation), columns (json array of the table's column names in attnum order, or NULL),
+// key_columns (json array of the primary key's columns in key order, or NULL), has_history
+// (bool: the log has a mutation of that row, or a 0-row change of that table).
+// Every read finds a row's mutations through the row index on flux.row_key(schema, table, pk)
+// (the key of 0-row changes is the table's with a NULL pk) and matches the columns too.
 extern const char* const kTableInfoSql;
 // kHistorySql($1 schema, $2 table, $3 pk, $4 limit, $5 key columns as a json array or NULL)
 // -> the latest $4 mutations of the row, newest first, each with `total` (the count before the
@@ -75,8 +77,8 @@ extern const char* const kHistorySql;
 extern const char* const kBlameSql;
 
 struct TableInfo {
-  bool known = false;  // the relation exists now
-  bool has_history = false;
+  bool known = false;                    // the relation exists now
+  bool has_history = false;              // of the row asked about (kTableInfoSql)
   std::vector<std::string> columns;      // attnum order; empty when unknown
   std::vector<std::string> key_columns;  // primary key order; empty when unknown
 };

@@ -41,17 +41,19 @@
 // flux.capture_is_current(regclass), flux.install_capture(regclass),
 // flux.install_capture_all(), flux.capture_ddl().
 //
-// Cost (PostgreSQL 15, this machine): the C capture adds ~40-60 us of PostgreSQL CPU to a
-// transaction that writes one row (pgbench, BEGIN / set_config / UPDATE / COMMIT, 1-8 clients:
-// 107-131 us without the trigger, 159-198 us with it): ~5 us in the trigger, the rest at
-// COMMIT, mostly the row's insertion and its three index entries (storing 1,000 rows: ~23 us a
-// row, ~7 us without the (schema, table, pk, id) index). old/new are stored as the captured
-// json text and changed_columns compared on the tuples: parsing both into jsonb and diffing
-// them cost ~25 us more per single-row transaction. No notice, no round trip. The plpgsql
-// capture adds ~100-200 us: ~10 us a row in the trigger, a notice per row (a socket flush that
-// wakes the client) and kStoreCapturedSql, one more statement before COMMIT. External mode costs
-// the same either way (~45-70 us a row, flux.record_external). bench/mutations.sh and
-// bench/mutation_trigger.sh measure it.
+// Cost (PostgreSQL 15, bench/mutation_instructions.sh: instructions, which the machine's load
+// does not move): a request transaction that updates one row costs ~220-235k instructions
+// without the log and ~62-65k more with the C capture (+28%): ~18k firing the AFTER trigger
+// (7k of it row_to_json of old and new), ~19k inserting the row at COMMIT (two index entries
+// ~13k, the heap ~3.5k, nextval ~3.6k) and ~20k setting that insert up (opening the table and
+// its indexes, executor state). The row index keys on one bigint (flux.row_key) and is the
+// primary key: the earlier (schema, table, pk, id) text index and a separate key on id cost
+// ~25k more. old/new are stored as the captured json text and changed_columns compared on the
+// tuples: parsing both into jsonb and diffing them cost ~25 us more per single-row transaction.
+// No notice, no round trip. The plpgsql capture adds ~100-200 us: ~10 us a row in the trigger,
+// a notice per row (a socket flush that wakes the client) and kStoreCapturedSql, one more
+// statement before COMMIT. External mode costs the same either way (~45-70 us a row,
+// flux.record_external). bench/mutations.sh measures requests through flux.
 //
 // Thread: the functions here block (libpq, synchronous): the control path at start-up only.
 #pragma once

@@ -235,8 +235,12 @@ class MutationLogTest : public ::testing::TestWithParam<CaptureFunction> {
     return rows[0][0].value_or("<null>");
   }
 
-  // Columns of flux.state_mutations as text, in id order.
+  // Columns of flux.state_mutations as text, in id order. Every row's row_key, whichever path
+  // stored it (C, plpgsql, external, 0-row), must be the one readers look it up by.
   std::vector<Row> mutations(Session& s, const std::string& where = "true") {
+    EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations "
+                      "WHERE row_key <> flux.row_key(schema_name, table_name, pk)"),
+              "0");
     return s.query(
         "SELECT request_id, actor, schema_name, table_name, pk, op, old::jsonb::text, "
         "new::jsonb::text, changed_columns::text, txid, rolled_back, rows_affected FROM "
@@ -285,7 +289,7 @@ TEST_P(MutationLogTest, InstallIsIdempotent) {
   EXPECT_EQ(s.value("SELECT count(*) FROM flux.state_mutations"), "0");
   EXPECT_EQ(s.value("SELECT count(*) FROM pg_indexes WHERE schemaname = 'flux' AND "
                     "tablename = 'state_mutations'"),
-            "3");
+            "2");  // the primary key (row_key, id) and request_id
   EXPECT_EQ(s.value("SELECT count(*) FROM pg_event_trigger WHERE evtname = 'flux_capture_ddl'"),
             "1");
   for (const char* function :
@@ -546,6 +550,7 @@ TEST_P(MutationLogTest, KeyValuesReadAsInTheRowJson) {
       "0190f3c2-7a1b-7c3d-8e4f-123456789abc,-9007199254740993";
   EXPECT_EQ(s.query("SELECT pk FROM flux.state_mutations ORDER BY id"),
             (std::vector<Row>{{expected}, {expected}}));
+  EXPECT_EQ(mutations(s).size(), 2u);  // and their row keys hash that text
 }
 
 TEST_P(MutationLogTest, TableWithoutPrimaryKeyHasNullPk) {
@@ -751,6 +756,15 @@ TEST_F(MutationLogInstallTest, InstallUpgradesAnEarlierLog) {
   EXPECT_EQ(s.value("SELECT new::text || ' ' || changed_columns::text FROM flux.state_mutations "
                     "WHERE request_id IS NOT NULL"),
             R"({"id":2,"name":"Bo"} {id,name})");
+  // The earlier rows got their row keys, and the row index is the bigint one.
+  EXPECT_EQ(mutations(s).size(), 2u);
+  EXPECT_EQ(s.value("SELECT string_agg(indexrelid::regclass::text, ' ' ORDER BY "
+                    "indexrelid::regclass::text) FROM pg_index "
+                    "WHERE indrelid = 'flux.state_mutations'::regclass"),
+            "flux.state_mutations_pkey flux.state_mutations_request_idx");
+  EXPECT_EQ(s.value("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid = 'flux.state_mutations'::regclass AND contype = 'p'"),
+            "PRIMARY KEY (row_key, id)");
 }
 
 TEST_F(MutationLogInstallTest, CLibraryIsWrittenOnceAndTheImplementationsSwap) {

@@ -23,6 +23,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -52,6 +53,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
+#include "utils/uuid.h"
 
 PG_MODULE_MAGIC;
 
@@ -96,9 +98,9 @@ static SPIPlanPtr external_plan;
 // the session's search_path while this runs as the function's owner. (One INSERT ... SELECT
 // over unnest()ed arrays costs more for the usual one or two rows: ~20 us of function scans.)
 static const char* const kStoreSql =
-    "INSERT INTO flux.state_mutations (request_id, schema_name, table_name, pk, op, old, new, "
-    "changed_columns, txid, at, rolled_back) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    "INSERT INTO flux.state_mutations (request_id, schema_name, table_name, pk, row_key, op, old, "
+    "new, changed_columns, txid, at, rolled_back) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 static const char* const kExternalSql =
     "SELECT flux.record_external($1, $2, $3, $4, $5::pg_catalog.jsonb, $6::pg_catalog.jsonb)";
@@ -367,6 +369,7 @@ enum StoredColumn {
   kSchema,
   kTable,
   kPk,
+  kRowKey,
   kOp,
   kOld,
   kNew,
@@ -377,11 +380,21 @@ enum StoredColumn {
   kStoredColumns
 };
 static const char* const kStoredColumnNames[kStoredColumns] = {
-    "request_id", "schema_name",     "table_name", "pk", "op",         "old",
-    "new",        "changed_columns", "txid",       "at", "rolled_back"};
+    "request_id", "schema_name", "table_name",      "pk",   "row_key", "op",
+    "old",        "new",         "changed_columns", "txid", "at",      "rolled_back"};
 static const Oid kStoredColumnTypes[kStoredColumns] = {
-    UUIDOID, TEXTOID,      TEXTOID, TEXTOID,        TEXTOID, JSONOID,
-    JSONOID, TEXTARRAYOID, INT8OID, TIMESTAMPTZOID, BOOLOID};
+    UUIDOID, TEXTOID, TEXTOID,      TEXTOID, INT8OID,        TEXTOID,
+    JSONOID, JSONOID, TEXTARRAYOID, INT8OID, TIMESTAMPTZOID, BOOLOID};
+
+// flux.row_key(schema, table, pk), the row index's key: the same bytes hashed the same way.
+static int64 rowKey(const char* schema, const char* table, const char* pk) {
+  StringInfoData key;
+  initStringInfo(&key);
+  appendStringInfo(&key, "%s.%s.%s", schema, table, pk == NULL ? "" : pk);
+  return DatumGetInt64(DirectFunctionCall2Coll(hashtextextended, C_COLLATION_OID,
+                                               PointerGetDatum(cstring_to_text(key.data)),
+                                               Int64GetDatum(0)));
+}
 
 // The values of a row, in the memory context current at the call.
 static void storedValues(const CapturedRow* row, Datum request_uuid, bool request_null,
@@ -394,6 +407,8 @@ static void storedValues(const CapturedRow* row, Datum request_uuid, bool reques
   nulls[kTable] = false;
   nulls[kPk] = row->pk == NULL;
   values[kPk] = row->pk == NULL ? (Datum)0 : CStringGetTextDatum(row->pk);
+  values[kRowKey] = Int64GetDatum(rowKey(row->schema, row->table, row->pk));
+  nulls[kRowKey] = false;
   values[kOp] = CStringGetTextDatum(row->op);
   nulls[kOp] = false;
   values[kOld] = jsonOrNull(row->old_row, &nulls[kOld]);
@@ -414,8 +429,8 @@ typedef struct TableLayout {
   MemoryContext context;  // holds the arrays and the expressions; NULL until built
   Oid relid;
   int natts;
-  int* source;      // per attribute: the StoredColumn it takes, or -1
-  Expr** defaults;  // per attribute without a source: its planned default, or NULL
+  int* source;           // per attribute: the StoredColumn it takes, or -1
+  ExprState** defaults;  // per attribute without a source: its default, ready to run, or NULL
 } TableLayout;
 
 static TableLayout layout;
@@ -436,7 +451,7 @@ static void buildLayout(Relation rel) {
   caller = MemoryContextSwitchTo(layout.context);
   layout.natts = desc->natts;
   layout.source = palloc(desc->natts * sizeof(int));
-  layout.defaults = palloc0(desc->natts * sizeof(Expr*));
+  layout.defaults = palloc0(desc->natts * sizeof(ExprState*));
   for (int a = 0; a < desc->natts; ++a) {
     Form_pg_attribute attribute = TupleDescAttr(desc, a);
     layout.source[a] = -1;
@@ -453,7 +468,11 @@ static void buildLayout(Relation rel) {
     }
     if (layout.source[a] < 0 && !attribute->attgenerated) {
       Node* expression = build_column_default(rel, a + 1);
-      if (expression != NULL) layout.defaults[a] = expression_planner((Expr*)expression);
+      // No executor node: the state outlives the transaction that builds it (nextval() and
+      // constants; a default with a subquery is not allowed).
+      if (expression != NULL) {
+        layout.defaults[a] = ExecInitExpr(expression_planner((Expr*)expression), NULL);
+      }
     }
   }
   MemoryContextSwitchTo(caller);
@@ -474,7 +493,6 @@ static bool storeDirectly(Oid relid, Datum request_uuid, bool request_null) {
   ResultRelInfo* info;
   TupleTableSlot* slot;
   ExprContext* econtext;
-  ExprState** defaults;
   MemoryContext caller;
 
   if (get_rel_relkind(relid) != RELKIND_RELATION ||
@@ -507,12 +525,6 @@ static bool storeDirectly(Oid relid, Datum request_uuid, bool request_null) {
   ExecOpenIndices(info, false);
   slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
   econtext = GetPerTupleExprContext(estate);
-  caller = MemoryContextSwitchTo(estate->es_query_cxt);
-  defaults = palloc0(desc->natts * sizeof(ExprState*));
-  for (int a = 0; a < desc->natts; ++a) {
-    if (layout.defaults[a] != NULL) defaults[a] = ExecInitExpr(layout.defaults[a], NULL);
-  }
-  MemoryContextSwitchTo(caller);
 
   AfterTriggerBeginQuery();
   for (int i = buffer.stored; i < buffer.count; ++i) {
@@ -526,8 +538,8 @@ static bool storeDirectly(Oid relid, Datum request_uuid, bool request_null) {
       if (from >= 0) {
         slot->tts_values[a] = values[from];
         slot->tts_isnull[a] = nulls[from];
-      } else if (defaults[a] != NULL) {
-        slot->tts_values[a] = ExecEvalExpr(defaults[a], econtext, &slot->tts_isnull[a]);
+      } else if (layout.defaults[a] != NULL) {
+        slot->tts_values[a] = ExecEvalExpr(layout.defaults[a], econtext, &slot->tts_isnull[a]);
       } else {
         slot->tts_values[a] = (Datum)0;
         slot->tts_isnull[a] = true;
@@ -581,6 +593,33 @@ static void storeWithSql(Datum request_uuid, bool request_null) {
   MemoryContextDelete(per_row);
 }
 
+static int hexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// flux.request_id as a uuid. The canonical form Flux sets (8-4-4-4-12 hex digits) is parsed
+// here (uuid_in cost a tenth of storing a row); anything else goes through uuid_in, which says
+// what is wrong with it.
+static Datum requestUuid(const char* text) {
+  pg_uuid_t* uuid = palloc(sizeof(pg_uuid_t));
+  int length = 0;
+  for (const char* c = text; *c != '\0'; ++c, ++length) {
+    bool dash = length == 8 || length == 13 || length == 18 || length == 23;
+    if (length >= 36 || (dash ? *c != '-' : hexDigit(*c) < 0)) {
+      return DirectFunctionCall1(uuid_in, CStringGetDatum(text));
+    }
+  }
+  if (length != 36) return DirectFunctionCall1(uuid_in, CStringGetDatum(text));
+  for (int i = 0, at = 0; i < UUID_LEN; ++i, at += 2) {
+    if (text[at] == '-') ++at;
+    uuid->data[i] = (unsigned char)(hexDigit(text[at]) << 4 | hexDigit(text[at + 1]));
+  }
+  return UUIDPGetDatum(uuid);
+}
+
 // Inserts the rows not stored yet into flux.state_mutations, as the owner of flux.capture()
 // (like SECURITY DEFINER). An error fails the COMMIT (or PREPARE).
 static void storeBuffered(void) {
@@ -594,7 +633,7 @@ static void storeBuffered(void) {
   if (buffer.rows == NULL || buffer.stored == buffer.count) return;
   request_id = GetConfigOption("flux.request_id", true, false);
   if (request_id != NULL && request_id[0] != '\0') {
-    request_uuid = DirectFunctionCall1(uuid_in, CStringGetDatum(request_id));
+    request_uuid = requestUuid(request_id);
     request_null = false;
   }
   relid = get_relname_relid("state_mutations", get_namespace_oid("flux", false));
