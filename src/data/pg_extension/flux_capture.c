@@ -21,12 +21,14 @@
 
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/jsonapi.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -34,6 +36,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
+#include "parser/parse_coerce.h"
 #include "rewrite/rewriteHandler.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
@@ -43,6 +46,7 @@
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
@@ -112,9 +116,197 @@ static bool bufferIsCurrent(void) { return buffer.rows != NULL && buffer.lxid ==
 
 static void resetBuffer(void) { memset(&buffer, 0, sizeof buffer); }
 
-static char* rowJson(HeapTuple tuple, TupleDesc desc) {
-  Datum composite = heap_copy_tuple_as_datum(tuple, desc);
-  return text_to_cstring(DatumGetTextPP(DirectFunctionCall1(row_to_json, composite)));
+// ---- A row's JSON ------------------------------------------------------------------------------
+// Written exactly as row_to_json writes it (json.c: composite_to_json, datum_to_json), from what
+// each column needs, found once per table (row_to_json looks every column's type and output
+// function up again on each call: ~1k instructions a column). A table with a column that
+// row_to_json writes recursively or through a cast (an array, a composite, a type with a cast to
+// json) goes through row_to_json itself.
+
+// json.c's categories, for the types written here.
+typedef enum JsonKind {
+  kJsonBool,
+  kJsonNumber,    // as is when its text is a JSON number, else a string ('NaN')
+  kJsonDateTime,  // date, timestamp, timestamptz: JsonEncodeDateTime's ISO form, as a string
+  kJsonVerbatim,  // json and jsonb: their text is JSON already
+  kJsonString     // everything else: the output text as a JSON string
+} JsonKind;
+
+typedef struct ColumnJson {
+  bool dropped;
+  JsonKind kind;
+  Oid type;         // the base type (json.c looks through domains too)
+  FmgrInfo output;  // its output function; unused for bool and dates
+  char* key;        // "name": as JSON, with a ',' before every column's but the first
+} ColumnJson;
+
+// Per table, in a hash table keyed by relid, rebuilt after a relcache invalidation of it.
+typedef struct RowShape {
+  Oid relid;
+  MemoryContext context;  // holds columns; NULL until built
+  bool stale;             // true until built, and after an invalidation
+  bool general;           // row_to_json writes this table's rows
+  int natts;
+  ColumnJson* columns;
+} RowShape;
+
+static HTAB* row_shapes;
+
+static void invalidateRowShapes(Oid relid) {
+  HASH_SEQ_STATUS scan;
+  RowShape* shape;
+  if (row_shapes == NULL) return;
+  if (relid != InvalidOid) {
+    shape = hash_search(row_shapes, &relid, HASH_FIND, NULL);
+    if (shape != NULL) shape->stale = true;
+    return;
+  }
+  hash_seq_init(&scan, row_shapes);
+  while ((shape = hash_seq_search(&scan)) != NULL) shape->stale = true;
+}
+
+static bool castsToJson(Oid type) {
+  Oid function;
+  return type >= FirstNormalObjectId &&
+         find_coercion_pathway(JSONOID, type, COERCION_EXPLICIT, &function) == COERCION_PATH_FUNC &&
+         OidIsValid(function);
+}
+
+static void buildRowShape(RowShape* shape, TupleDesc desc) {
+  MemoryContext caller;
+  bool first = true;
+  shape->stale = true;  // until the end: an error on the way leaves it to be built again
+  if (shape->context != NULL) MemoryContextDelete(shape->context);
+  shape->context =
+      AllocSetContextCreate(CacheMemoryContext, "flux_capture row shape", ALLOCSET_SMALL_SIZES);
+  caller = MemoryContextSwitchTo(shape->context);
+  shape->general = false;
+  shape->natts = desc->natts;
+  shape->columns = palloc0(desc->natts * sizeof(ColumnJson));
+  for (int a = 0; a < desc->natts; ++a) {
+    Form_pg_attribute attribute = TupleDescAttr(desc, a);
+    ColumnJson* column = &shape->columns[a];
+    StringInfoData key;
+    Oid type;
+    column->dropped = attribute->attisdropped;
+    if (column->dropped) continue;
+    initStringInfo(&key);
+    if (!first) appendStringInfoChar(&key, ',');
+    first = false;
+    escape_json(&key, NameStr(attribute->attname));
+    appendStringInfoChar(&key, ':');
+    column->key = key.data;
+    type = column->type = getBaseType(attribute->atttypid);
+    switch (type) {
+      case BOOLOID:
+        column->kind = kJsonBool;
+        break;
+      case INT2OID:
+      case INT4OID:
+      case INT8OID:
+      case FLOAT4OID:
+      case FLOAT8OID:
+      case NUMERICOID:
+        column->kind = kJsonNumber;
+        break;
+      case DATEOID:
+      case TIMESTAMPOID:
+      case TIMESTAMPTZOID:
+        column->kind = kJsonDateTime;
+        break;
+      case JSONOID:
+      case JSONBOID:
+        column->kind = kJsonVerbatim;
+        break;
+      default:
+        if (OidIsValid(get_element_type(type)) || type_is_rowtype(type) || castsToJson(type)) {
+          shape->general = true;
+        }
+        column->kind = kJsonString;
+        break;
+    }
+    if (column->kind == kJsonNumber || column->kind == kJsonVerbatim ||
+        column->kind == kJsonString) {
+      Oid output;
+      bool varlena;
+      getTypeOutputInfo(type, &output, &varlena);
+      fmgr_info_cxt(output, &column->output, shape->context);
+    }
+  }
+  MemoryContextSwitchTo(caller);
+  shape->stale = false;
+}
+
+static RowShape* rowShape(Relation rel) {
+  Oid relid = RelationGetRelid(rel);
+  RowShape* shape;
+  bool found;
+  if (row_shapes == NULL) {
+    HASHCTL control;
+    control.keysize = sizeof(Oid);
+    control.entrysize = sizeof(RowShape);
+    control.hcxt = CacheMemoryContext;
+    row_shapes =
+        hash_create("flux_capture row shapes", 64, &control, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+  }
+  shape = hash_search(row_shapes, &relid, HASH_ENTER, &found);
+  if (!found) {
+    shape->context = NULL;
+    shape->stale = true;
+  }
+  if (shape->stale || shape->natts != RelationGetDescr(rel)->natts) {
+    buildRowShape(shape, RelationGetDescr(rel));
+  }
+  return shape;
+}
+
+static char* rowJson(const RowShape* shape, HeapTuple tuple, TupleDesc desc) {
+  StringInfoData json;
+  if (shape->general) {
+    Datum composite = heap_copy_tuple_as_datum(tuple, desc);
+    return text_to_cstring(DatumGetTextPP(DirectFunctionCall1(row_to_json, composite)));
+  }
+  initStringInfo(&json);
+  appendStringInfoChar(&json, '{');
+  for (int a = 0; a < shape->natts; ++a) {
+    const ColumnJson* column = &shape->columns[a];
+    char date[MAXDATELEN + 1];
+    char* text;
+    bool is_null;
+    Datum value;
+    if (column->dropped) continue;
+    appendStringInfoString(&json, column->key);
+    value = heap_getattr(tuple, a + 1, desc, &is_null);
+    if (is_null) {
+      appendStringInfoString(&json, "null");
+      continue;
+    }
+    switch (column->kind) {
+      case kJsonBool:
+        appendStringInfoString(&json, DatumGetBool(value) ? "true" : "false");
+        break;
+      case kJsonDateTime:
+        JsonEncodeDateTime(date, value, column->type, NULL);
+        appendStringInfoChar(&json, '"');
+        appendStringInfoString(&json, date);
+        appendStringInfoChar(&json, '"');
+        break;
+      case kJsonNumber:
+      case kJsonVerbatim:
+      case kJsonString:
+        text = OutputFunctionCall((FmgrInfo*)&column->output, value);
+        if (column->kind == kJsonVerbatim ||
+            (column->kind == kJsonNumber && IsValidJsonNumber(text, strlen(text)))) {
+          appendStringInfoString(&json, text);
+        } else {
+          escape_json(&json, text);
+        }
+        pfree(text);
+        break;
+    }
+  }
+  appendStringInfoChar(&json, '}');
+  return json.data;
 }
 
 // True for the types whose `row_to_json(row) ->> column` is their output function's text (no
@@ -137,18 +329,16 @@ static bool keyTextIsOutputText(Oid type) {
 
 // One key column's value as `row_json ->> column` (NULL when missing or null). The common key
 // types skip parsing the row's JSON.
-static char* keyValue(const char* column, HeapTuple tuple, TupleDesc desc, const char* row_json) {
+static char* keyValue(const char* column, const RowShape* shape, HeapTuple tuple, TupleDesc desc,
+                      const char* row_json) {
   int attnum = SPI_fnumber(desc, column);
   LOCAL_FCINFO(call, 2);
   Datum value;
   if (attnum > 0 && keyTextIsOutputText(TupleDescAttr(desc, attnum - 1)->atttypid)) {
     bool is_null;
-    Oid output;
-    bool varlena;
     value = heap_getattr(tuple, attnum, desc, &is_null);
     if (is_null) return NULL;
-    getTypeOutputInfo(TupleDescAttr(desc, attnum - 1)->atttypid, &output, &varlena);
-    return OidOutputFunctionCall(output, value);
+    return OutputFunctionCall((FmgrInfo*)&shape->columns[attnum - 1].output, value);
   }
   InitFunctionCallInfoData(*call, NULL, 2, InvalidOid, NULL, NULL);
   call->args[0].value = PointerGetDatum(cstring_to_text(row_json));
@@ -162,12 +352,13 @@ static char* keyValue(const char* column, HeapTuple tuple, TupleDesc desc, const
 // The key as the plpgsql capture computes it: each key column's value as `row_json ->> column`
 // (so a timestamp or a boolean reads as in the row's JSON), joined with ','; NULL without key
 // columns or when one is missing or null.
-static char* primaryKey(Trigger* trigger, HeapTuple tuple, TupleDesc desc, const char* row_json) {
+static char* primaryKey(Trigger* trigger, const RowShape* shape, HeapTuple tuple, TupleDesc desc,
+                        const char* row_json) {
   StringInfoData pk;
   if (trigger->tgnargs == 0) return NULL;
   initStringInfo(&pk);
   for (int i = 0; i < trigger->tgnargs; ++i) {
-    char* value = keyValue(trigger->tgargs[i], tuple, desc, row_json);
+    char* value = keyValue(trigger->tgargs[i], shape, tuple, desc, row_json);
     if (value == NULL) return NULL;
     if (i > 0) appendStringInfoChar(&pk, ',');
     appendStringInfoString(&pk, value);
@@ -237,6 +428,7 @@ static void recordExternal(const char* schema, const char* table, const char* op
 Datum flux_capture(PG_FUNCTION_ARGS) {
   TriggerData* data = (TriggerData*)fcinfo->context;
   TupleDesc desc;
+  const RowShape* shape;
   HeapTuple old_tuple = NULL;
   HeapTuple new_tuple = NULL;
   const char* op;
@@ -265,10 +457,11 @@ Datum flux_capture(PG_FUNCTION_ARGS) {
                     errmsg("flux.capture() runs on INSERT, UPDATE and DELETE only")));
   }
   desc = RelationGetDescr(data->tg_relation);
-  old_row = old_tuple == NULL ? NULL : rowJson(old_tuple, desc);
-  new_row = new_tuple == NULL ? NULL : rowJson(new_tuple, desc);
-  pk = new_tuple != NULL ? primaryKey(data->tg_trigger, new_tuple, desc, new_row)
-                         : primaryKey(data->tg_trigger, old_tuple, desc, old_row);
+  shape = rowShape(data->tg_relation);
+  old_row = old_tuple == NULL ? NULL : rowJson(shape, old_tuple, desc);
+  new_row = new_tuple == NULL ? NULL : rowJson(shape, new_tuple, desc);
+  pk = new_tuple != NULL ? primaryKey(data->tg_trigger, shape, new_tuple, desc, new_row)
+                         : primaryKey(data->tg_trigger, shape, old_tuple, desc, old_row);
 
   capture = GetConfigOption("flux.capture", true, false);
   if (capture != NULL && strcmp(capture, "on") == 0) {
@@ -438,6 +631,7 @@ static bool layout_stale;
 
 static void onRelcacheInvalidation(Datum arg, Oid relid) {
   if (relid == InvalidOid || relid == layout.relid) layout_stale = true;
+  invalidateRowShapes(relid);
 }
 
 static void buildLayout(Relation rel) {
