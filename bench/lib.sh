@@ -53,6 +53,7 @@ declare -A pids=()   # server name -> pid (each is its own process group leader,
 declare -A pg_dirs=()   # server name -> data directory of a PostgreSQL it runs (watch_postgres)
 # shellcheck disable=SC2034  # filled here, read by the scripts
 declare -A ports=() rps=() p50=() p99=() errors=()
+declare -A wrk_files_of=()   # server name -> the wrk output files of its compare_pairs runs
 taken_ports=" "
 
 log() { echo "${bench_name:-bench}.sh: $*" >&2; }
@@ -258,6 +259,7 @@ compare_pairs() {
     log "$label: warm-up of $server ($WARMUP)"
     wrk -t1 -c"$connections" -d"$WARMUP" "$@" "http://127.0.0.1:${ports[$server]}$path" \
       >"$tmp/wrk-$label-$server-warmup.txt"
+    wrk_files_of[$server]+="$tmp/wrk-$label-$server-warmup.txt "
   done
   for ((round = 1; round <= ROUNDS; round++)); do
     if ((round % 2)); then first=$a second=$b; else first=$b second=$a; fi
@@ -265,6 +267,7 @@ compare_pairs() {
       run=$label-$server-$round
       log "$run: measuring $DURATION with $connections connections"
       wrk_run "$run" "$connections" "http://127.0.0.1:${ports[$server]}$path" "$@"
+      wrk_files_of[$server]+="$tmp/wrk-$run.txt "
       wrk_parse "$run"
       pair_runs[$label]+="$run "
       if declare -F after_run >/dev/null; then after_run "$run" "$server"; fi
@@ -289,7 +292,8 @@ wrk_requests() {
     $(ls "$tmp/wrk-$1.warmup.txt" 2>/dev/null)
 }
 wrk_requests_to() {
-  cat "$tmp"/wrk-*-"$1"-*.txt 2>/dev/null | awk '/ requests in / { n += $1 } END { print n + 0 }'
+  # shellcheck disable=SC2086  # a list of paths without spaces ($tmp has none)
+  cat ${wrk_files_of[$1]:-/dev/null} | awk '/ requests in / { n += $1 } END { print n + 0 }'
 }
 
 ratio() {

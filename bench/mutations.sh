@@ -4,19 +4,26 @@
 # where id = $1`; wrk (bench/lua/random_id.lua) picks n at random in 1..1000 so that the 32
 # connections do not all wait for the lock on one row. `flux dev` serves it with the mutation
 # log off (FLUX_MUTATION_LOG=off, a measurement-only switch: flux then installs no capture
-# triggers) and on (the default): two servers side by side on copies of the project, only one
-# loaded at a time, ROUNDS pairs of wrk runs in the order off on, on off, ... (compare_pairs in
-# lib.sh), with 32 connections (saturation: the rps ratio) and with 1 connection (the latency a
-# logged write adds). Afterwards it counts the rows of flux.state_mutations with psql: the 'on'
-# server must hold one per request wrk sent, the 'off' one none (else the targets are not
-# judged: this flux does not know the switch).
+# triggers), on (the default: the C capture) and on with the plpgsql capture
+# (FLUX_MUTATION_LOG=plpgsql, the fallback for servers that cannot load the C library): three
+# servers side by side on copies of the project, only one loaded at a time, ROUNDS pairs of wrk
+# runs per comparison in the order off on, on off, ... (compare_pairs in lib.sh), with 32
+# connections (saturation: the rps ratio) and with 1 connection (the latency a logged write
+# adds), for each capture against off. Afterwards it checks with psql that each logging server
+# holds one flux.state_mutations row per request wrk sent and runs the capture it should, and
+# that the 'off' one holds none (else the targets are not judged).
 # Prints each run, then per load the median of the pairs' rps ratios on/off (min-max, target
 # >= 0.85), the added p50 (target <= 30 us per logged write), the added p99 and
 # 1e6/rps_on - 1e6/rps_off. Appends one JSON line to bench/results/mutations.jsonl; server logs
 # go to bench/results/mutations-<server>.log.
 #
+# All servers run with execution recording off (FLUX_RECORD=off) unless RECORD=on: the
+# recorder works at background priority and drains its backlog after a burst, into whichever
+# run comes next, which spread the pairs' ratios 0.45-1.06 with it on; bench/record.sh measures
+# recording.
+#
 # Environment: FLUX_BIN, FLUX_ARGS, DURATION, WARMUP, CONNECTIONS, PORT_BASE (see bench/lib.sh),
-# and ROUNDS (pairs, default 4); DURATION defaults to 5s here.
+# ROUNDS (pairs, default 4) and RECORD (off or on, default off); DURATION defaults to 5s here.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -24,6 +31,8 @@ DURATION=${DURATION:-5s}
 bench_init mutations
 
 ROUNDS=${ROUNDS:-4}
+RECORD=${RECORD:-off}
+case $RECORD in off | on) ;; *) die "RECORD must be off or on, not '$RECORD'" ;; esac
 PSQL=/usr/lib/postgresql/15/bin/psql
 PG_PORT=5432   # flux dev's PostgreSQL: this port, unix socket in <project>/.flux/pg
 LUA=bench/lua/random_id.lua
@@ -56,13 +65,19 @@ count_mutations() {
   fi
 }
 
-# Two servers side by side on copies of the project: the log off and on. Only one is loaded
-# at a time (compare_pairs: ABBA pairs), so an idle one costs nothing.
-for variant in off on; do
+# Three servers side by side on copies of the project: the log off, on (the C capture) and on
+# with the plpgsql capture (the fallback for servers that cannot load the C library). Only one
+# is loaded at a time (compare_pairs: ABBA pairs), so an idle one costs nothing.
+variants=(off on plpgsql)
+for variant in "${variants[@]}"; do
   cp -a "$template" "$tmp/$variant"
   next_port
-  env_cmd=(env -u FLUX_MUTATION_LOG)
-  [ "$variant" = on ] || env_cmd=(env FLUX_MUTATION_LOG=off)
+  env_cmd=(env -u FLUX_MUTATION_LOG -u FLUX_RECORD)
+  case $variant in
+    off) env_cmd+=(FLUX_MUTATION_LOG=off) ;;
+    plpgsql) env_cmd+=(FLUX_MUTATION_LOG=plpgsql) ;;
+  esac
+  [ "$RECORD" = on ] || env_cmd+=(FLUX_RECORD=off)
   # shellcheck disable=SC2086  # FLUX_ARGS is split into words on purpose
   start_server "$variant" "$port" "${env_cmd[@]}" "$FLUX_BIN" dev "$tmp/$variant" --port "$port" $FLUX_ARGS
   watch_postgres "$variant" "$tmp/$variant/.flux/pg"
@@ -73,21 +88,33 @@ done
 
 compare_pairs bump off on "$CONNECTIONS" /bump -s "$LUA"
 compare_pairs bump-1conn off on 1 /bump -s "$LUA"
-labels=(bump bump-1conn)
+compare_pairs bump-plpgsql off plpgsql "$CONNECTIONS" /bump -s "$LUA"
+compare_pairs bump-plpgsql-1conn off plpgsql 1 /bump -s "$LUA"
+labels=(bump bump-1conn bump-plpgsql bump-plpgsql-1conn)
 
-# The switch must work: the 'on' server logged a row per request wrk sent, the 'off' one none.
+# The switches must work: each logging server logged a row per request wrk sent to it, with the
+# capture it was meant to use (flux.capture() in C is the symbol flux_capture), the 'off' one
+# none.
 declare -A logged=() logged_by_requests=() sent=()
 switch_ok=true
-for variant in off on; do
+for variant in "${variants[@]}"; do
   counts=$(count_mutations "$tmp/$variant") || die "$variant: cannot count flux.state_mutations"
   read -r "logged[$variant]" "logged_by_requests[$variant]" <<<"$counts"
   sent[$variant]=$(wrk_requests_to "$variant")
   log "$variant: flux.state_mutations has ${logged[$variant]} rows, ${logged_by_requests[$variant]} from requests (wrk sent ${sent[$variant]})"
 done
-if [ "${logged_by_requests[on]}" -lt "${sent[on]}" ]; then
-  log "warning: 'on' logged ${logged_by_requests[on]} rows from requests, fewer than the ${sent[on]} requests wrk sent"
-  switch_ok=false
-fi
+for variant in on plpgsql; do
+  if [ "${logged_by_requests[$variant]}" -lt "${sent[$variant]}" ]; then
+    log "warning: '$variant' logged ${logged_by_requests[$variant]} rows from requests, fewer than the ${sent[$variant]} requests wrk sent"
+    switch_ok=false
+  fi
+  source=$("$PSQL" -h "$tmp/$variant/.flux/pg" -p "$PG_PORT" -U postgres -d postgres -XAt \
+    -c "select prosrc = 'flux_capture' from pg_proc where oid = 'flux.capture'::regproc")
+  if [ "$source" != "$([ "$variant" = on ] && echo t || echo f)" ]; then
+    log "warning: '$variant' does not run the capture it should (C for on, plpgsql for plpgsql)"
+    switch_ok=false
+  fi
+done
 if [ "${logged[off]}" != 0 ]; then
   log "warning: 'off' logged ${logged[off]} rows: this flux ignores FLUX_MUTATION_LOG=off"
   switch_ok=false
@@ -100,7 +127,7 @@ verdict() { # verdict VALUE OP TARGET: "met", "missed", or "not judged" when the
 # --- report -------------------------------------------------------------------------------------
 
 echo
-echo "mutations: GET /bump?id=<random 1..1000>, one UPDATE a request; off/on pairs, wrk -t1 -d$DURATION (warm-up $WARMUP), $ROUNDS pairs per line, $(nproc) cores"
+echo "mutations: GET /bump?id=<random 1..1000>, one UPDATE a request; off/on pairs, wrk -t1 -d$DURATION (warm-up $WARMUP), $ROUNDS pairs per line, recording $RECORD, $(nproc) cores"
 printf '%-18s %10s %10s %10s %7s\n' run rps p50_us p99_us errors
 for label in "${labels[@]}"; do
   for run in ${pair_runs[$label]}; do
@@ -113,8 +140,10 @@ for label in "${labels[@]}"; do
   read -r ratio lo hi d50 d99 rps_off rps_on <<<"${compared[$label]}"
   conns=$CONNECTIONS
   [[ $label == *-1conn ]] && conns=1
+  capture="C capture"
+  [[ $label == bump-plpgsql* ]] && capture="plpgsql capture"
   server_us=$(awk -v a="$rps_on" -v b="$rps_off" 'BEGIN { printf "%.1f", 1e6 / a - 1e6 / b }')
-  echo "$conns connection(s): rps off $rps_off, on $rps_on"
+  echo "$capture, $conns connection(s): rps off $rps_off, on $rps_on"
   echo "  rps on/off (median of pairs, min-max): $ratio ($lo-$hi)   (target >= $TARGET_RATIO: $(verdict "$ratio" '>=' "$TARGET_RATIO"))"
   echo "  added p50 per logged write:            $d50 us   (target <= $TARGET_ADDED_US us: $(verdict "$d50" '<=' "$TARGET_ADDED_US"))"
   echo "  added p99:                             $d99 us"
@@ -122,7 +151,7 @@ for label in "${labels[@]}"; do
   json+="${json:+,}\"$label\":{\"connections\":$conns,\"rps_off\":$rps_off,\"rps_on\":$rps_on,\"ratio\":$ratio,\"ratio_min\":$lo,\"ratio_max\":$hi,\"p50_added_us\":$d50,\"p99_added_us\":$d99,\"server_us_per_request\":$server_us}"
 done
 [ "$switch_ok" = true ] || echo "warning: the log was not off in the 'off' runs or not complete in the 'on' runs (see above)"
-printf '{"bench":"mutations","time":"%s","commit":"%s","dirty":%s,"cores":%s,"duration":"%s","warmup":"%s","script":"%s","flux_args":"%s","pairs":%s,"results":{%s},"targets":{"rps_on_off_min":%s,"added_us_max":%s},"log_checks_ok":%s}\n' \
+printf '{"bench":"mutations","time":"%s","commit":"%s","dirty":%s,"cores":%s,"duration":"%s","warmup":"%s","script":"%s","flux_args":"%s","recording":"%s","pairs":%s,"results":{%s},"targets":{"rps_on_off_min":%s,"added_us_max":%s},"log_checks_ok":%s}\n' \
   "$(utc_now)" "$(git_commit)" "$(git_dirty)" "$(nproc)" "$DURATION" "$WARMUP" "$LUA" \
-  "$(json_str "$FLUX_ARGS")" "$ROUNDS" "$json" "$TARGET_RATIO" "$TARGET_ADDED_US" "$switch_ok" >>"$results/mutations.jsonl"
+  "$(json_str "$FLUX_ARGS")" "$RECORD" "$ROUNDS" "$json" "$TARGET_RATIO" "$TARGET_ADDED_US" "$switch_ok" >>"$results/mutations.jsonl"
 log "appended to $results/mutations.jsonl"

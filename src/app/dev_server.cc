@@ -60,15 +60,24 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
     conninfo = dev->postgres_->connectionString();
     dev->database_description_ = "embedded PostgreSQL in .flux/pg";
   }
-  // FLUX_MUTATION_LOG=off exists for benchmarks only (bench/mutations.sh): the baseline
-  // without capture triggers.
+  // FLUX_MUTATION_LOG exists for benchmarks only (bench/mutations.sh): `off` installs no
+  // capture triggers (the baseline), `plpgsql` the fallback capture instead of the C one.
   const char* log_switch = std::getenv("FLUX_MUTATION_LOG");
-  bool log_mutations = log_switch == nullptr || std::string_view(log_switch) != "off";
+  std::string_view log_mode = log_switch == nullptr ? "" : log_switch;
+  bool log_mutations = log_mode != "off";
   if (!log_mutations) log.write("mutation log OFF (FLUX_MUTATION_LOG=off): for measurement only");
+  if (log_mode == "plpgsql") {
+    log.write("mutation log: plpgsql capture (FLUX_MUTATION_LOG=plpgsql): for measurement only");
+  }
   // The mutation log first, so that what migrations write is logged too.
   if (log_mutations) {
-    if (auto installed = data::installMutationLog(conninfo); !installed) {
-      return std::unexpected(installed.error());
+    auto installed =
+        data::installMutationLog(conninfo, log_mode == "plpgsql" ? data::CaptureChoice::kPlpgsqlOnly
+                                                                 : data::CaptureChoice::kPreferC);
+    if (!installed) return std::unexpected(installed.error());
+    if (!installed->why_plpgsql.empty()) {
+      log.write("mutation log: the plpgsql capture, slower than the C library: " +
+                installed->why_plpgsql);
     }
   }
   auto applied = applyMigrations(conninfo, dev->project_.root / "migrations");
@@ -181,7 +190,7 @@ DevServer::~DevServer() {
   if (server_) server_->stop();
   server_.reset();
   record_feed_.reset();  // no admin API is left to subscribe: closes its LISTEN connection
-  recorder_.reset();  // flushes what the workers submitted, while PostgreSQL still runs
+  recorder_.reset();     // flushes what the workers submitted, while PostgreSQL still runs
   if (postgres_) {
     if (auto stopped = postgres_->stop(); !stopped) log_.write(stopped.error().message);
   }
