@@ -152,6 +152,8 @@ typedef struct RowShape {
 
 static HTAB* row_shapes;
 
+// Marks shapes stale rather than freeing them: an invalidation can arrive while a trigger call
+// still reads its table's shape (an output function that takes a lock processes them).
 static void invalidateRowShapes(Oid relid) {
   HASH_SEQ_STATUS scan;
   RowShape* shape;
