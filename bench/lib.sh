@@ -46,6 +46,15 @@
 #   ratio A B                     rps[A]/rps[B] with 2 decimals, or n/a
 #   num_or_null VALUE             VALUE, or null for n/a (for JSON)
 #   median NUMBER...              the median, or n/a without numbers
+#   need_callgrind                PostgreSQL 15's server and valgrind (apt when missing), for the
+#                                 *_instructions.sh benchmarks; sets PG_BIN
+#   as_server CMD...              CMD as the user PostgreSQL runs as (postgres when this runs as
+#                                 root, as flux dev does)
+#   count_instructions DATADIR OUT < SQL  a single-user PostgreSQL session on a copy of DATADIR
+#                                 ($tmp/run) under callgrind: prints the instructions it took;
+#                                 OUT.cg is callgrind's profile, OUT.txt the session's output
+#                                 (an ERROR in it fails the run). OUT's directory must be
+#                                 writable by the server's user
 #   git_commit / git_dirty        short HEAD commit (or unknown) / true or false
 #   utc_now / json_str VALUE      ISO 8601 UTC time / VALUE with " and \ escaped
 
@@ -101,6 +110,33 @@ need_http_tools() {
 
 need_flux() {  # need_flux [HINT]: HINT replaces "build it or set FLUX_BIN" in the message
   [ -x "$FLUX_BIN" ] || die "no flux binary at $FLUX_BIN (${1:-build it or set FLUX_BIN})"
+}
+
+# --- PostgreSQL under callgrind (the *_instructions.sh benchmarks) ----------------------------------
+
+PG_BIN=/usr/lib/postgresql/15/bin
+
+need_callgrind() {
+  [ -x "$PG_BIN/postgres" ] || die "no PostgreSQL 15 server in $PG_BIN (scripts/setup.sh)"
+  command -v valgrind >/dev/null && return
+  log "installing valgrind"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq valgrind >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+}
+
+as_server() {
+  if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$(printf '%q ' "$@")"; else "$@"; fi
+}
+
+count_instructions() {
+  local base=$1 out=$2
+  rm -rf "$tmp/run" && cp -a "$base" "$tmp/run"
+  as_server valgrind --tool=callgrind --callgrind-out-file="$out.cg" "$PG_BIN/postgres" --single \
+    -D "$tmp/run" -c fsync=off -c synchronous_commit=off -c full_page_writes=off postgres \
+    >"$out.txt" 2>"$out.valgrind" || die "callgrind run failed: $(tail -3 "$out.valgrind")"
+  if grep -q ERROR "$out.txt"; then die "the session failed: $(grep -m1 ERROR "$out.txt")"; fi
+  awk '/Collected :/ {print $4}' "$out.valgrind"
 }
 
 # --- ports --------------------------------------------------------------------------------------

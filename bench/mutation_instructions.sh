@@ -23,20 +23,9 @@ bench_init mutation_instructions
 
 N1=${N1:-500}
 N2=${N2:-1500}
-PG_BIN=/usr/lib/postgresql/15/bin
-PSQL=$PG_BIN/psql
-
 need_flux
-[ -x "$PG_BIN/postgres" ] || die "no PostgreSQL 15 server in $PG_BIN (scripts/setup.sh)"
-if ! command -v valgrind >/dev/null; then
-  log "installing valgrind"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq valgrind >/dev/null ||
-    { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
-fi
-as_server() {
-  if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$(printf '%q ' "$@")"; else "$@"; fi
-}
+need_callgrind
+PSQL=$PG_BIN/psql
 
 # --- the cluster, as flux dev leaves it -----------------------------------------------------------
 
@@ -89,15 +78,9 @@ declare -A per_txn=()
 for table in plain counters; do
   counts=()
   for n in "$N1" "$N2"; do
-    rm -rf "$tmp/run" && cp -a "$base" "$tmp/run"
     script "$table" "$n" >"$tmp/$table-$n.sql"
     chmod 644 "$tmp/$table-$n.sql"
-    out=$tmp/cg/$table-$n.out
-    as_server valgrind --tool=callgrind --callgrind-out-file="$out" "$PG_BIN/postgres" --single \
-      -D "$tmp/run" -c fsync=off -c synchronous_commit=off -c full_page_writes=off postgres \
-      <"$tmp/$table-$n.sql" >/dev/null 2>"$tmp/valgrind-$table-$n.txt" ||
-      die "callgrind run failed: $(tail -3 "$tmp/valgrind-$table-$n.txt")"
-    counts+=("$(awk '/Collected :/ {print $4}' "$tmp/valgrind-$table-$n.txt")")
+    counts+=("$(count_instructions "$base" "$tmp/cg/$table-$n" <"$tmp/$table-$n.sql")")
   done
   per_txn[$table]=$(((counts[1] - counts[0]) / (N2 - N1)))
   log "$table: ${per_txn[$table]} instructions per transaction"
@@ -110,7 +93,7 @@ printf '  without the log:  %8d instructions\n' "${per_txn[plain]}"
 printf '  with the C capture: %6d instructions\n' "${per_txn[counters]}"
 printf '  added per logged write: %d (%s%%)\n' "$added" "$(awk -v a="$added" -v b="${per_txn[plain]}" 'BEGIN { printf "%.0f", 100 * a / b }')"
 echo "  where it goes (PostgreSQL functions, inclusive, per transaction of the logged run):"
-callgrind_annotate --inclusive=yes "$tmp/cg/counters-$N2.out" 2>/dev/null |
+callgrind_annotate --inclusive=yes "$tmp/cg/counters-$N2.cg" 2>/dev/null |
   awk -v n="$N2" '
     / \?\?\?:(AfterTriggerEndQuery|row_to_json|ExecSimpleRelationInsert|btinsert|heap_insert|nextval_internal|ExecOpenIndices|ExecCloseIndices) \[/ {
       count = $1; gsub(",", "", count)

@@ -164,7 +164,7 @@ std::string summarySelect(std::string_view inner_sql, std::string_view extra_col
                           std::string_view order) {
   std::string sql =
       "SELECT e.id::text AS id, e.kind, e.function, e.method, e.path, e.status,\n"
-      "  e.error ->> 'message' AS error,\n"
+      "  e.error::json ->> 'message' AS error,\n"
       "  (extract(epoch FROM e.started_at) * 1000000)::bigint AS started_at_us,\n"
       "  " FLUX_ISO_UTC("e.started_at") " AS started_at,\n"
       "  e.duration_us,\n"

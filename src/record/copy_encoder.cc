@@ -1,7 +1,6 @@
 #include "record/copy_encoder.h"
 
-#include <cstdio>
-#include <ctime>
+#include <array>
 
 #include "record/json_writer.h"
 #include "record/utf8.h"
@@ -9,74 +8,95 @@
 namespace flux::record {
 namespace {
 
-// Escapes for COPY text format text that is already valid UTF-8 without NUL (JSON that
-// JsonWriter wrote for PostgreSQL).
-void appendCopyEscaped(std::string& out, std::string_view text) {
-  out.reserve(out.size() + text.size());
+// PostgreSQL's timestamps count microseconds from 2000-01-01 00:00:00 UTC.
+constexpr int64_t kPostgresEpochUnixUs = 946'684'800'000'000;
+
+template <typename Int>
+void appendBigEndian(std::string& out, Int value) {
+  auto bits = static_cast<std::make_unsigned_t<Int>>(value);
+  for (int shift = 8 * (sizeof(Int) - 1); shift >= 0; shift -= 8) {
+    out.push_back(static_cast<char>((bits >> shift) & 0xff));
+  }
+}
+
+void appendNull(std::string& out) { appendBigEndian<int32_t>(out, -1); }
+
+// A field whose bytes `write` appends: its length goes in front once they are known.
+template <typename Write>
+void appendField(std::string& out, Write&& write) {
+  size_t length_at = out.size();
+  out.append(4, '\0');
+  write(out);
+  auto length = static_cast<uint32_t>(out.size() - length_at - 4);
+  for (int i = 0; i < 4; ++i) out[length_at + i] = static_cast<char>(length >> (24 - 8 * i));
+}
+
+// Appends text as valid UTF-8 without NUL: each invalid sequence (and each NUL) becomes U+FFFD.
+void appendSanitized(std::string& out, std::string_view text) {
   size_t at = 0;
   while (at < text.size()) {
-    size_t run = at;
-    while (run < text.size() && text[run] != '\\' && text[run] != '\t' && text[run] != '\n' &&
-           text[run] != '\r') {
+    size_t run = at;  // plain ASCII goes in whole
+    while (run < text.size() && text[run] != '\0' && static_cast<unsigned char>(text[run]) < 0x80) {
       ++run;
     }
     out.append(text.data() + at, run - at);
     if (run == text.size()) break;
-    switch (text[run]) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += "\\r";
+    at = run;
+    size_t length = text[at] == '\0' ? 0 : utf8SequenceLength(text, at);
+    if (length == 0) {
+      out += kReplacementCharacter;
+      at += 1;
+    } else {
+      out.append(text.data() + at, length);
+      at += length;
     }
-    at = run + 1;
   }
 }
 
-// Writes one json column: JSON text from `write`, escaped for COPY.
-template <typename Write>
-void appendJsonColumn(std::string& out, std::string& scratch, Write&& write) {
-  scratch.clear();
-  JsonWriter writer(scratch, NulCharacter::kReplace);
-  write(writer);
-  appendCopyEscaped(out, scratch);
+void appendText(std::string& out, std::string_view text) {
+  appendField(out, [text](std::string& field) { appendSanitized(field, text); });
 }
 
 void appendNullableText(std::string& out, const std::optional<std::string>& text) {
   if (text) {
-    appendCopyText(out, *text);
+    appendText(out, *text);
   } else {
-    out += "\\N";
+    appendNull(out);
   }
 }
 
-void appendJson(std::string& out, std::string& scratch, const nlohmann::json& value) {
-  if (value.is_null()) {
-    out += "\\N";
-  } else {
-    appendJsonColumn(out, scratch, [&value](JsonWriter& writer) { writer.value(value); });
-  }
+// JSON written by `write` (JsonWriter: valid UTF-8, NUL replaced).
+template <typename Write>
+void appendJson(std::string& out, Write&& write) {
+  appendField(out, [&write](std::string& field) {
+    JsonWriter writer(field, NulCharacter::kReplace);
+    write(writer);
+  });
 }
 
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  return (c | 0x20) - 'a' + 10;
+}
+
+// A canonical UUID's 16 bytes; NULL for anything else.
 void appendUuid(std::string& out, const std::optional<std::string>& id) {
-  if (id && isCanonicalUuid(*id)) {
-    out += *id;
-  } else {
-    out += "\\N";
+  if (!id || !isCanonicalUuid(*id)) return appendNull(out);
+  appendBigEndian<int32_t>(out, 16);
+  for (size_t i = 0; i < id->size(); i += 2) {
+    if ((*id)[i] == '-') ++i;
+    out.push_back(static_cast<char>(hexValue((*id)[i]) << 4 | hexValue((*id)[i + 1])));
   }
 }
 
 }  // namespace
 
-const char* const kExecutionCopyColumns =
-    "(id, kind, parent_id, replay_of, tenant, function, deployment_id, git_commit, method, path, "
-    "status, error, started_at, duration_us, request, response, spans, journal, logs)";
+#define FLUX_EXECUTION_COLUMNS                                                                   \
+  "(id, kind, parent_id, replay_of, tenant, function, deployment_id, git_commit, method, path, " \
+  "status, error, started_at, duration_us, request, response, spans, journal, logs)"
+const char* const kExecutionCopyColumns = FLUX_EXECUTION_COLUMNS;
+const char* const kExecutionCopyFrom = FLUX_EXECUTION_COLUMNS " FROM STDIN WITH (FORMAT binary)";
+#undef FLUX_EXECUTION_COLUMNS
 
 Result<void> checkStorable(const ExecutionRecord& record) {
   if (!isCanonicalUuid(record.id)) {
@@ -92,90 +112,55 @@ Result<void> checkStorable(const ExecutionRecord& record) {
   return {};
 }
 
-void appendCopyRow(std::string& out, const ExecutionRecord& record) {
-  // JSON columns are written here first, then escaped into out.
-  thread_local std::string scratch;
-  out += record.id;
-  out += '\t';
-  appendCopyText(out, record.kind);
-  out += '\t';
-  appendUuid(out, record.parent_id);
-  out += '\t';
-  appendUuid(out, record.replay_of);
-  out += '\t';
-  appendNullableText(out, record.tenant);
-  out += '\t';
-  appendCopyText(out, record.function);
-  out += '\t';
-  appendNullableText(out, record.deployment_id);
-  out += '\t';
-  appendNullableText(out, record.git_commit);
-  out += '\t';
-  appendCopyText(out, record.method);
-  out += '\t';
-  appendCopyText(out, record.path);
-  out += '\t';
-  out += std::to_string(record.status);
-  out += '\t';
-  if (record.error) {
-    appendJsonColumn(out, scratch, [&record](JsonWriter& writer) { writer.error(*record.error); });
-  } else {
-    out += "\\N";
-  }
-  out += '\t';
-  out += timestampText(record.started_at_us);
-  out += '\t';
-  out += std::to_string(record.duration_us);
-  out += '\t';
-  if (record.captured_request || !record.request.is_null()) {
-    appendJsonColumn(out, scratch, [&record](JsonWriter& writer) { writer.request(record); });
-  } else {
-    out += "\\N";
-  }
-  out += '\t';
-  if (record.captured_response || !record.response.is_null()) {
-    appendJsonColumn(out, scratch, [&record](JsonWriter& writer) { writer.response(record); });
-  } else {
-    out += "\\N";
-  }
-  out += '\t';
-  appendJsonColumn(out, scratch, [&record](JsonWriter& writer) { writer.spans(record.spans); });
-  out += '\t';
-  appendJson(out, scratch, record.journal);
-  out += '\t';
-  appendJsonColumn(out, scratch, [&record](JsonWriter& writer) { writer.strings(record.logs); });
-  out += '\n';
+void appendCopyHeader(std::string& out) {
+  static constexpr char kSignature[] = "PGCOPY\n\xff\r\n";  // and its NUL
+  out.append(kSignature, sizeof kSignature);
+  appendBigEndian<int32_t>(out, 0);  // flags: no OIDs
+  appendBigEndian<int32_t>(out, 0);  // no header extension
 }
 
-void appendCopyText(std::string& out, std::string_view text) {
-  out.reserve(out.size() + text.size());
-  size_t at = 0;
-  while (at < text.size()) {
-    // Plain ASCII runs go in whole; everything else is looked at byte by byte.
-    size_t run = at;
-    while (run < text.size()) {
-      auto byte = static_cast<unsigned char>(text[run]);
-      if (byte == 0 || byte >= 0x80 || byte == '\\' || byte == '\t' || byte == '\n' ||
-          byte == '\r') {
-        break;
-      }
-      ++run;
-    }
-    out.append(text.data() + at, run - at);
-    if (run == text.size()) break;
-    at = run;
-    size_t length = text[at] == '\0' ? 0 : utf8SequenceLength(text, at);
-    if (length == 0) {
-      out += kReplacementCharacter;
-      at += 1;
-    } else if (length > 1) {
-      out.append(text.data() + at, length);
-      at += length;
-    } else {
-      appendCopyEscaped(out, text.substr(at, 1));
-      at += 1;
-    }
+void appendCopyTrailer(std::string& out) { appendBigEndian<int16_t>(out, -1); }
+
+void appendCopyTuple(std::string& out, const ExecutionRecord& record) {
+  appendBigEndian<int16_t>(out, 19);  // the columns of kExecutionCopyColumns
+  appendUuid(out, record.id);
+  appendText(out, record.kind);
+  appendUuid(out, record.parent_id);
+  appendUuid(out, record.replay_of);
+  appendNullableText(out, record.tenant);
+  appendText(out, record.function);
+  appendNullableText(out, record.deployment_id);
+  appendNullableText(out, record.git_commit);
+  appendText(out, record.method);
+  appendText(out, record.path);
+  appendBigEndian<int32_t>(out, 4);
+  appendBigEndian<int32_t>(out, record.status);
+  if (record.error) {
+    appendJson(out, [&record](JsonWriter& writer) { writer.error(*record.error); });
+  } else {
+    appendNull(out);
   }
+  appendBigEndian<int32_t>(out, 8);
+  appendBigEndian<int64_t>(out, record.started_at_us - kPostgresEpochUnixUs);
+  appendBigEndian<int32_t>(out, 8);
+  appendBigEndian<int64_t>(out, record.duration_us);
+  if (record.captured_request || !record.request.is_null()) {
+    appendJson(out, [&record](JsonWriter& writer) { writer.request(record); });
+  } else {
+    appendNull(out);
+  }
+  if (record.captured_response || !record.response.is_null()) {
+    appendJson(out, [&record](JsonWriter& writer) { writer.response(record); });
+  } else {
+    appendNull(out);
+  }
+  appendJson(out, [&record](JsonWriter& writer) { writer.spans(record.spans); });
+  if (record.journal.is_null()) {
+    appendNull(out);
+  } else {
+    appendJson(out, [&record](JsonWriter& writer) { writer.value(record.journal); });
+  }
+  appendJson(out, [&record](JsonWriter& writer) { writer.strings(record.logs); });
 }
 
 std::string jsonForPostgres(const nlohmann::json& value) {
@@ -187,29 +172,8 @@ std::string jsonForPostgres(const nlohmann::json& value) {
 std::string sanitizedUtf8(std::string_view text) {
   std::string out;
   out.reserve(text.size());
-  for (size_t at = 0; at < text.size();) {
-    size_t length = utf8SequenceLength(text, at);
-    if (length == 0 || text[at] == '\0') {
-      out += kReplacementCharacter;
-      at += 1;
-    } else {
-      out.append(text.substr(at, length));
-      at += length;
-    }
-  }
+  appendSanitized(out, text);
   return out;
-}
-
-std::string timestampText(int64_t unix_us) {
-  std::time_t seconds = static_cast<std::time_t>(unix_us / 1000000);
-  auto micros = static_cast<long>(unix_us % 1000000);
-  std::tm parts{};
-  gmtime_r(&seconds, &parts);
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02d %02d:%02d:%02d.%06ld+00",
-                parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min,
-                parts.tm_sec, micros);
-  return buffer;
 }
 
 }  // namespace flux::record

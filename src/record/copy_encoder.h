@@ -1,11 +1,15 @@
-// COPY text encoding of execution records: one line per record, columns in
-// kExecutionCopyColumns order, for `COPY flux.executions (...) FROM STDIN` (text format).
+// COPY binary encoding of execution records, for
+// `COPY flux.executions (...) FROM STDIN WITH (FORMAT binary)` (kExecutionCopyFrom): a header,
+// one tuple per record with the columns of kExecutionCopyColumns in order, a trailer.
 //
-// PostgreSQL refuses two things a record may well contain: a NUL character (in text, and as
-// \u0000 in jsonb) and invalid UTF-8. Both become U+FFFD here, in text columns and inside JSON
-// strings, so one odd request body can never fail a batch. Everything else is stored exactly:
-// backslash, tab, newline and carriage return are escaped for COPY, and JSON's own escapes
-// travel inside that.
+// Binary, not text: PostgreSQL then reads each field by its length and converts uuid, int and
+// timestamptz from their fixed-size forms, instead of scanning every byte for escapes and
+// parsing text (a recorded hello request: ~46k instructions a row against ~76k;
+// bench/record_instructions.sh).
+//
+// PostgreSQL refuses two things a record may well contain: a NUL character and invalid UTF-8.
+// Both become U+FFFD here, in text columns and inside JSON strings, so one odd request body can
+// never fail a batch. Everything else is stored exactly.
 #pragma once
 
 #include <cstdint>
@@ -22,26 +26,37 @@ namespace flux::record {
 // LIKE it).
 extern const char* const kExecutionCopyColumns;
 
+// "<kExecutionCopyColumns> FROM STDIN WITH (FORMAT binary)": follows "COPY <table> ".
+extern const char* const kExecutionCopyFrom;
+
 // Whether flux.executions can hold the record: its id is a canonical UUID and started_at_us is
 // not before 1970 (PostgreSQL's timestamptz cannot hold every int64 of microseconds). A record
 // that fails this is rejected by the recorder, never stored.
 Result<void> checkStorable(const ExecutionRecord& record);
 
-// Appends the record as one COPY text line, newline included. Precondition: checkStorable.
-// parent_id / replay_of that are not UUIDs are written as NULL.
-void appendCopyRow(std::string& out, const ExecutionRecord& record);
+// The COPY data for records (each checkStorable): header, tuples, trailer. parent_id /
+// replay_of that are not UUIDs are written as NULL.
+template <typename Records>
+std::string encodeCopyData(const Records& records);
 
-// Appends text as one COPY text field: invalid UTF-8 and NUL replaced by U+FFFD, then
-// backslash, tab, newline and carriage return escaped.
-void appendCopyText(std::string& out, std::string_view text);
+// The pieces of encodeCopyData.
+void appendCopyHeader(std::string& out);
+void appendCopyTuple(std::string& out, const ExecutionRecord& record);
+void appendCopyTrailer(std::string& out);
 
-// JSON text that jsonb accepts: dumpJson() with every \u0000 escape turned into \ufffd.
+// JSON text that PostgreSQL accepts: dumpJson() with every \u0000 escape turned into \ufffd.
 std::string jsonForPostgres(const nlohmann::json& value);
 
 // Valid UTF-8 without NUL: each invalid sequence (and each NUL) becomes U+FFFD.
 std::string sanitizedUtf8(std::string_view text);
 
-// "2024-05-01 12:34:56.789012+00" for Unix microseconds (not negative).
-std::string timestampText(int64_t unix_us);
+template <typename Records>
+std::string encodeCopyData(const Records& records) {
+  std::string out;
+  appendCopyHeader(out);
+  for (const ExecutionRecord& record : records) appendCopyTuple(out, record);
+  appendCopyTrailer(out);
+  return out;
+}
 
 }  // namespace flux::record

@@ -4,9 +4,9 @@
 // declaration order rather than sorted.
 //
 // Strings are written like dumpJson(): invalid UTF-8 becomes U+FFFD. What a NUL character
-// becomes is the writer's choice: "\u0000" (exact JSON), or U+FFFD for PostgreSQL, whose jsonb
-// refuses \u0000. Floats are written in their shortest round-trip form (2.0 keeps its ".0");
-// NaN and infinities as null, as nlohmann does.
+// becomes is the writer's choice: "\u0000" (exact JSON), or U+FFFD for PostgreSQL, whose JSON
+// functions refuse to unescape \u0000. Floats are written in their shortest round-trip form
+// (2.0 keeps its ".0"); NaN and infinities as null, as nlohmann does.
 #pragma once
 
 #include <cstdint>

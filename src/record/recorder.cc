@@ -44,13 +44,6 @@ bool isDataError(const Error& error) {
   return (state.starts_with("22") || state.starts_with("23")) && state != "23505";
 }
 
-template <typename Records>
-std::string copyRows(const Records& records) {
-  std::string rows;
-  for (const ExecutionRecord& record : records) appendCopyRow(rows, record);
-  return rows;
-}
-
 }  // namespace
 
 Recorder::Recorder(RecorderOptions options)
@@ -279,13 +272,12 @@ void Recorder::rejectUnstorable(Batch& batch) {
 }
 
 Result<size_t> Recorder::storeLive(const Batch& batch) {
-  std::string rows = copyRows(batch);
+  std::string rows = encodeCopyData(batch);
   std::string payload = notifyPayload(batch);
   const std::string* notify = options_.notify_channel.empty() ? nullptr : &payload;
   auto attempt = [&]() -> Result<void> {
     if (auto ok = conn_->exec("BEGIN"); !ok) return ok;
-    auto copied = conn_->copyIn(
-        std::string("COPY flux.executions ") + kExecutionCopyColumns + " FROM STDIN", rows);
+    auto copied = conn_->copyIn(std::string("COPY flux.executions ") + kExecutionCopyFrom, rows);
     if (!copied) return std::unexpected(copied.error());
     if (notify != nullptr) {
       if (auto ok = conn_->query("SELECT pg_notify($1, $2)", {options_.notify_channel, *notify});
@@ -312,7 +304,7 @@ Result<size_t> Recorder::storeLive(const Batch& batch) {
 }
 
 Result<void> Recorder::storeDeduplicated(const Batch& batch, const std::string* notify_payload) {
-  std::string rows = copyRows(batch);
+  std::string rows = encodeCopyData(batch);
   auto attempt = [&]() -> Result<void> {
     for (const char* step :
          {"BEGIN",
@@ -321,8 +313,7 @@ Result<void> Recorder::storeDeduplicated(const Batch& batch, const std::string* 
           "ON COMMIT DELETE ROWS"}) {
       if (auto ok = conn_->exec(step); !ok) return ok;
     }
-    auto copied = conn_->copyIn(
-        std::string("COPY flux_record_stage ") + kExecutionCopyColumns + " FROM STDIN", rows);
+    auto copied = conn_->copyIn(std::string("COPY flux_record_stage ") + kExecutionCopyFrom, rows);
     if (!copied) return std::unexpected(copied.error());
     std::string columns = columnList();
     if (auto ok = conn_->exec("INSERT INTO flux.executions (" + columns + ") SELECT " + columns +

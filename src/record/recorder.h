@@ -5,7 +5,7 @@
 // record onto a stack and, once a batch is full while the recorder sleeps, a condition-variable
 // notify. The recorder thread takes the stack whole (workers never wait on it), wakes every
 // flush_interval, and writes what it has in batches of batch_size:
-//   BEGIN; COPY flux.executions FROM STDIN; SELECT pg_notify(channel, summaries); COMMIT
+//   BEGIN; COPY flux.executions FROM STDIN (binary); SELECT pg_notify(channel, summaries); COMMIT
 // (one transaction, one NOTIFY per batch; the payload is a JSON array of RecordSummary, or
 // {"count", "min_id", "max_id"} when the array would not fit in NOTIFY's 8000 bytes).
 // Before anything leaves memory it is redacted (Redactor) on this thread.

@@ -201,6 +201,49 @@ TEST_F(RecorderTest, SchemaInstallIsIdempotentAndSafeConcurrently) {
   EXPECT_EQ(unreachable.error().code, ErrorCode::kUnavailable);
 }
 
+TEST_F(RecorderTest, InstallTurnsAnEarlierTablesJsonColumnsIntoText) {
+  Session admin(PostgresEnvironment::conninfo_);
+  admin.value("DROP DATABASE IF EXISTS earlier_records");
+  admin.value("CREATE DATABASE earlier_records");
+  std::string conninfo = PostgresEnvironment::conninfo_ + " dbname=earlier_records";
+  {
+    Session earlier(conninfo);
+    earlier.value("CREATE SCHEMA flux");
+    earlier.value(
+        "CREATE TABLE flux.executions (id uuid PRIMARY KEY, kind text NOT "
+        "NULL, parent_id uuid, replay_of uuid, tenant text, function text, deployment_id text, "
+        "git_commit text, method text, path text, status int, error json, started_at timestamptz "
+        "NOT NULL, duration_us bigint NOT NULL, request json, response json, spans json, journal "
+        "json, logs json)");
+    earlier.value(
+        "INSERT INTO flux.executions (id, kind, started_at, duration_us, error, spans, logs) "
+        "VALUES ('00000000-0000-7000-8000-000000000001', 'http', now(), 1, "
+        "'{\"message\": \"boom\"}', '[{\"name\": \"gateway\"}]', '[\"a\"]')");
+  }
+  ASSERT_TRUE(installRecordSchema(conninfo));
+  ASSERT_TRUE(installRecordSchema(conninfo));  // and again: nothing left to change
+  Session earlier(conninfo);
+  EXPECT_EQ(earlier.value("SELECT string_agg(DISTINCT atttypid::regtype::text, ',') FROM "
+                          "pg_attribute WHERE attrelid = 'flux.executions'::regclass AND attname "
+                          "IN ('error', 'request', 'response', 'spans', 'journal', 'logs')"),
+            "text");
+  EXPECT_EQ(earlier.value("SELECT count(*) FROM pg_class WHERE relname IN "
+                          "('executions_started_at_idx', 'executions_function_started_at_idx') "
+                          "AND reloptions = '{deduplicate_items=off}'"),
+            "2");
+  EXPECT_EQ(earlier.value("SELECT error || spans || logs FROM flux.executions"),
+            "{\"message\": \"boom\"}[{\"name\": \"gateway\"}][\"a\"]");
+  // A record goes in over the earlier row.
+  RecorderOptions opts = options();
+  opts.conninfo = conninfo;
+  {
+    Recorder recorder(opts);  // its destructor stores what it holds
+    recorder.submit(makeRecord("after-upgrade", 0xe0, 1));
+  }
+  EXPECT_EQ(earlier.value("SELECT count(*) FROM flux.executions"), "2");
+  admin.value("DROP DATABASE earlier_records WITH (FORCE)");
+}
+
 TEST_F(RecorderTest, CopiesFiveThousandRecordsFromFourThreadsWithNastyStrings) {
   constexpr uint32_t kTag = 0xc0;
   ExecutionRecord nasty = makeRecord("copy-4", kTag, 0);
@@ -254,12 +297,13 @@ TEST_F(RecorderTest, CopiesFiveThousandRecordsFromFourThreadsWithNastyStrings) {
 
   // An ordinary row, field by field.
   std::string id = makeId(kTag, 30007);
-  EXPECT_EQ(session.value("SELECT path || '|' || status || '|' || duration_us || '|' || "
-                          "started_at || '|' || (response->'body'->>'n') || '|' || "
-                          "(spans->0->>'name') || '|' || (logs->>0) FROM flux.executions "
-                          "WHERE id = $1",
-                          {id}),
-            "/copy-4/30007|200|107|2024-05-01 12:51:30.030007+00|30007|handler|line 30007");
+  EXPECT_EQ(
+      session.value("SELECT path || '|' || status || '|' || duration_us || '|' || "
+                    "started_at || '|' || (response::json->'body'->>'n') || '|' || "
+                    "(spans::json->0->>'name') || '|' || (logs::json->>0) FROM flux.executions "
+                    "WHERE id = $1",
+                    {id}),
+      "/copy-4/30007|200|107|2024-05-01 12:51:30.030007+00|30007|handler|line 30007");
 
   // The nasty row: what PostgreSQL holds is the redacted record, byte for byte, with NUL and
   // invalid UTF-8 as U+FFFD.

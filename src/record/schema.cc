@@ -27,11 +27,13 @@ EXCEPTION WHEN unique_violation THEN
   NULL;
 END $$;
 
--- The JSON columns are json, not jsonb: stored as written, they cost PostgreSQL half the CPU per
--- row (COPY of recorded hello requests: ~11-15 us a row against ~22-29 us as jsonb, which
--- parses and sorts every object), and records are read whole, not searched inside. Indexes:
--- the id (time-ordered UUIDv7), the time, and function + time (tail --fn, why/trace lookups
--- go by id).
+-- The JSON columns (error, request, response, spans, journal, logs) are text holding JSON that
+-- the recorder wrote: PostgreSQL stores it as it comes. As jsonb it parsed and sorted every
+-- object, as json it still validated every byte (a recorded hello request: ~30k of the ~76k
+-- instructions a row took; bench/record_instructions.sh). Records are read whole, not searched
+-- inside; a query that wants to look inside casts (spans::json -> 0 ->> 'name'). Indexes: the
+-- id (time-ordered UUIDv7), the time, and function + time (tail --fn, why/trace lookups go by
+-- id).
 CREATE TABLE IF NOT EXISTS flux.executions (
   id uuid PRIMARY KEY,
   kind text NOT NULL,
@@ -44,18 +46,37 @@ CREATE TABLE IF NOT EXISTS flux.executions (
   method text,
   path text,
   status int,
-  error json,
+  error text,
   started_at timestamptz NOT NULL,
   duration_us bigint NOT NULL,
-  request json,
-  response json,
-  spans json,
-  journal json,
-  logs json
+  request text,
+  response text,
+  spans text,
+  journal text,
+  logs text
 );
-CREATE INDEX IF NOT EXISTS executions_started_at_idx ON flux.executions (started_at);
+-- Times are nearly unique: deduplication would only cost a pass over each full page.
+CREATE INDEX IF NOT EXISTS executions_started_at_idx ON flux.executions (started_at)
+  WITH (deduplicate_items = off);
 CREATE INDEX IF NOT EXISTS executions_function_started_at_idx
-  ON flux.executions (function, started_at);
+  ON flux.executions (function, started_at) WITH (deduplicate_items = off);
+
+-- A table made before the JSON columns were text: one rewrite (and the indexes' settings), then
+-- never again.
+DO $$
+DECLARE
+  changes text;
+BEGIN
+  SELECT string_agg(format('ALTER COLUMN %I TYPE text', attname), ', ') INTO changes
+  FROM pg_attribute
+  WHERE attrelid = 'flux.executions'::regclass AND atttypid = 'json'::regtype
+    AND NOT attisdropped;
+  IF changes IS NOT NULL THEN
+    EXECUTE 'ALTER TABLE flux.executions ' || changes;
+    ALTER INDEX flux.executions_started_at_idx SET (deduplicate_items = off);
+    ALTER INDEX flux.executions_function_started_at_idx SET (deduplicate_items = off);
+  END IF;
+END $$;
 )sql";
 
 Result<void> installRecordSchema(const std::string& conninfo) {
