@@ -94,6 +94,7 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
   r.started_at_us = e.started_at_us;
   r.duration_us = duration_us;
   r.captured_request = std::move(e.request);
+  r.spans.reserve(1 + (result != nullptr ? result->spans.size() : 0));
   record::Span gateway;  // its input and output: see record::materialize()
   gateway.id = kGatewaySpan;
   gateway.name = "gateway";

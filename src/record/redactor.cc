@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <utility>
+#include <vector>
 
 namespace flux::record {
 namespace {
@@ -145,6 +146,69 @@ bool looksLikeJson(std::string_view text) {
   return first != std::string_view::npos && (text[first] == '{' || text[first] == '[');
 }
 
+// Reads JSON text for a key that redactValue() would act on, without building a tree: most
+// bodies have none, and then their text stays as it is without being parsed into a tree and
+// written out twice. It stops at the first such key (a secret one, or "url" / "headers", whose
+// values redactValue() looks into); redactValue() on the parsed tree then decides.
+class KeyScan final : public nlohmann::json_sax<json> {
+ public:
+  explicit KeyScan(const Redactor& redactor) : redactor_(redactor) {}
+
+  // Whether the text is valid JSON and has such a key; false for invalid JSON.
+  bool mayNeedRedaction(std::string_view text) { return !json::sax_parse(text, this) && !invalid_; }
+
+  bool key(string_t& name) override {
+    const std::string& context = frames_.back().context;
+    if (redactor_.isSecretHeader(name) ||
+        (!context.empty() && redactor_.isSecretField(context + name)) ||
+        equalsIgnoreCase(name, "url") || equalsIgnoreCase(name, "headers")) {
+      return false;
+    }
+    frames_.back().key = name;
+    return true;
+  }
+  bool start_object(std::size_t) override { return open(true); }
+  bool start_array(std::size_t) override { return open(false); }
+  bool end_object() override { return close(); }
+  bool end_array() override { return close(); }
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    invalid_ = true;
+    return false;
+  }
+
+ private:
+  // An open object or array, and the parent key redactValue() judges its items with: an
+  // object's own key for the value under it, an array's context for its items.
+  struct Frame {
+    bool object = false;
+    std::string context;
+    std::string key;
+  };
+
+  bool open(bool object) {
+    std::string context;
+    if (!frames_.empty())
+      context = frames_.back().object ? frames_.back().key : frames_.back().context;
+    frames_.push_back({object, std::move(context), {}});
+    return true;
+  }
+  bool close() {
+    frames_.pop_back();
+    return true;
+  }
+
+  const Redactor& redactor_;
+  std::vector<Frame> frames_;
+  bool invalid_ = false;
+};
+
 }  // namespace
 
 Redactor::Redactor(RedactionOptions options) : options_(std::move(options)) {
@@ -223,6 +287,7 @@ void Redactor::redactValue(json& value, std::string_view parent_key) const {
 void Redactor::redactString(std::string& text, std::string_view content_type) const {
   std::string type = lowerCase(content_type);
   if (type.find("json") != std::string::npos || (type.empty() && looksLikeJson(text))) {
+    if (!KeyScan(*this).mayNeedRedaction(text)) return;
     json parsed = json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
     if (parsed.is_discarded()) return;
     std::string before = dumpJson(parsed);

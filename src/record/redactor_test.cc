@@ -99,6 +99,32 @@ TEST(RedactorTest, StringBodiesByContentType) {
   EXPECT_EQ(plain, "password=x");  // free text is not inspected
 }
 
+// A JSON text body is first read for keys without building a tree; the result must be what
+// redacting the parsed tree gives, wherever the secret hides.
+TEST(RedactorTest, JsonTextBodiesRedactAsTheirTree) {
+  Redactor redactor;
+  const char* bodies[] = {
+      R"({"user":"ann","nested":[{"deep":{"api_token":"t"}}]})",
+      R"({"card":{"brand":"visa","exp":1,"number":"4111"}})",  // a card number, keys apart
+      R"([{"card":[{"number":"4242"}]}])",                     // through arrays
+      R"({"callback":{"url":"https://x.test/cb?token=abc&page=2"}})",
+      R"({"request":{"headers":[["Authorization","Bearer x"]]}})",
+      R"({"Set-Cookie":"sid=1"})",
+      R"({"order":{"number":17},"items":[1,2,{"name":"tea"}],"ok":true,"n":null})",
+      R"({"a":{"b":{"c":[[[{"cvv":1}]]]}}})",
+  };
+  for (const char* body : bodies) {
+    json tree = json::parse(body);
+    redactor.redactBody(tree);
+    json text = body;
+    redactor.redactBody(text, "application/json");
+    EXPECT_EQ(json::parse(text.get<std::string>()), tree) << body;
+  }
+  json invalid = R"({"password": "p", )";
+  redactor.redactBody(invalid, "application/json");
+  EXPECT_EQ(invalid, R"({"password": "p", )");  // not JSON: kept, as before
+}
+
 TEST(RedactorTest, BodyCapTruncatesWithAMarker) {
   RedactionOptions options;
   options.body_cap_bytes = 16;
