@@ -108,7 +108,9 @@ class TraceCliTest : public ::testing::Test {
     failing_ = post("/order", json{{"item", "pen"}, {"qty", 2}, {"fail", true}}, 500);
     auto ping = httpRequest(dev_->port(), "GET", "/ping");
     if (ping && ping->status == 200) other_ = ping->header("x-request-id");
-    for (const std::string& id : {passing_, failing_, other_}) {
+    auto refused = httpRequest(dev_->port(), "GET", "/order");  // the route takes POST only
+    if (refused && refused->status == 405) refused_ = refused->header("x-request-id");
+    for (const std::string& id : {passing_, failing_, other_, refused_}) {
       if (id.empty() || !waitForRecord(id)) {
         start_error_ = "no record stored for request '" + id + "':\n" + dev_->output();
         return;
@@ -167,6 +169,7 @@ class TraceCliTest : public ::testing::Test {
   static std::string passing_;
   static std::string failing_;
   static std::string other_;
+  static std::string refused_;
 };
 
 FluxDev* TraceCliTest::dev_ = nullptr;
@@ -174,6 +177,7 @@ std::string TraceCliTest::start_error_;
 std::string TraceCliTest::passing_;
 std::string TraceCliTest::failing_;
 std::string TraceCliTest::other_;
+std::string TraceCliTest::refused_;
 
 // ---- flux trace diff --------------------------------------------------------------------------
 
@@ -246,6 +250,16 @@ TEST_F(TraceCliTest, DiffOfTwoEndpointsSaysSo) {
   ASSERT_EQ(run.status, 0) << run.output;
   EXPECT_NE(run.output.find("Different endpoints: POST /order (order) vs GET /ping (ping)"),
             std::string::npos)
+      << run.output;
+}
+
+// A request the gateway refused ran no function: its one span, the gateway's, is the error.
+TEST_F(TraceCliTest, ARefusedRequestFailsInTheGatewaySpan) {
+  CliRun run = runCli({"trace", refused_});
+  ASSERT_EQ(run.status, 0) << run.output;
+  EXPECT_NE(lineWith(run.output, "gateway").find("does not accept GET"), std::string::npos)
+      << run.output;
+  EXPECT_NE(lineWith(run.output, "── Spans:").find("Spans: 1  ·  Errors: 1"), std::string::npos)
       << run.output;
 }
 

@@ -120,6 +120,9 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
     std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
                               ? body["error"].get<std::string>()
                               : "HTTP " + std::to_string(r.status);
+    // No function ran: the gateway's own span is where it failed.
+    r.spans.front().status = record::SpanStatus::kError;
+    r.spans.front().error = message;
     r.error = record::RecordedError{std::move(message), {}, {}, "gateway", 0};
   }
   recorder_->submit(std::move(r));
