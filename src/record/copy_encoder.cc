@@ -1,7 +1,5 @@
 #include "record/copy_encoder.h"
 
-#include <array>
-
 #include "record/json_writer.h"
 #include "record/utf8.h"
 

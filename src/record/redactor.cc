@@ -160,7 +160,7 @@ class KeyScan final : public nlohmann::json_sax<json> {
   bool key(string_t& name) override {
     const std::string& context = frames_.back().context;
     if (redactor_.isSecretHeader(name) ||
-        (!context.empty() && redactor_.isSecretField(context + name)) ||
+        (!context.empty() && redactor_.isSecretField(joined(context, name))) ||
         equalsIgnoreCase(name, "url") || equalsIgnoreCase(name, "headers")) {
       return false;
     }
