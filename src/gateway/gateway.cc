@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <memory>
 #include <set>
 
 #include "base/ids.h"
@@ -75,7 +76,8 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
     respond(std::move(response));
     return;
   }
-  record::ExecutionRecord r;
+  auto boxed = std::make_unique<record::ExecutionRecord>();  // built where it is stored
+  record::ExecutionRecord& r = *boxed;
   r.status = response.status;
   record::HttpCapture& out = r.captured_response.emplace();
   out.status = response.status;
@@ -125,7 +127,7 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
     r.spans.front().error = message;
     r.error = record::RecordedError{std::move(message), {}, {}, "gateway", 0};
   }
-  recorder_->submit(std::move(r));
+  recorder_->submit(std::move(boxed));
 }
 
 void Gateway::reject(net::ProtocolError error, net::Responder respond) {

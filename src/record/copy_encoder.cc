@@ -152,7 +152,7 @@ void appendCopyTuple(std::string& out, const ExecutionRecord& record) {
   } else {
     appendNull(out);
   }
-  appendJson(out, [&record](JsonWriter& writer) { writer.spans(record.spans); });
+  appendJson(out, [&record](JsonWriter& writer) { writer.spans(record); });
   if (record.journal.is_null()) {
     appendNull(out);
   } else {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -50,11 +51,16 @@ std::string jsonForPostgres(const nlohmann::json& value);
 // Valid UTF-8 without NUL: each invalid sequence (and each NUL) becomes U+FFFD.
 std::string sanitizedUtf8(std::string_view text);
 
+inline const ExecutionRecord& recordOf(const ExecutionRecord& record) { return record; }
+inline const ExecutionRecord& recordOf(const std::unique_ptr<ExecutionRecord>& record) {
+  return *record;
+}
+
 template <typename Records>
 std::string encodeCopyData(const Records& records) {
   std::string out;
   appendCopyHeader(out);
-  for (const ExecutionRecord& record : records) appendCopyTuple(out, record);
+  for (const auto& record : records) appendCopyTuple(out, recordOf(record));
   appendCopyTrailer(out);
   return out;
 }

@@ -128,7 +128,8 @@ void JsonWriter::value(const nlohmann::json& value) {
     case nlohmann::json::value_t::object: {
       out_ += '{';
       bool first = true;
-      for (const auto& [name, item] : value.items()) {
+      // The map itself: items() builds an index string for every member.
+      for (const auto& [name, item] : value.get_ref<const nlohmann::json::object_t&>()) {
         if (!first) out_ += ',';
         first = false;
         string(name);
@@ -179,7 +180,7 @@ void JsonWriter::key(std::string_view name) {
   out_ += "\":";
 }
 
-void JsonWriter::span(const Span& span) {
+void JsonWriter::span(const Span& span, const ExecutionRecord* gateway_of) {
   out_ += '{';
   firstKey("id");
   integer(span.id);
@@ -192,9 +193,23 @@ void JsonWriter::span(const Span& span) {
   key("duration_us");
   integer(span.duration_us);
   key("input");
-  value(span.input);
+  if (gateway_of != nullptr && span.input.is_null()) {
+    raw("{\"method\":");  // in nlohmann's (sorted) key order, as toJson() writes them
+    string(gateway_of->method);
+    key("path");
+    string(gateway_of->path);
+    out_ += '}';
+  } else {
+    value(span.input);
+  }
   key("output");
-  value(span.output);
+  if (gateway_of != nullptr && span.output.is_null()) {
+    raw("{\"status\":");
+    integer(gateway_of->status);
+    out_ += '}';
+  } else {
+    value(span.output);
+  }
   key("error");
   optionalString(span.error);
   key("location");
@@ -206,11 +221,14 @@ void JsonWriter::span(const Span& span) {
   out_ += '}';
 }
 
-void JsonWriter::spans(const std::vector<Span>& spans) {
+void JsonWriter::spans(const ExecutionRecord& record) {
+  const std::vector<Span>& spans = record.spans;
+  bool captured = record.captured_request || record.captured_response;
   out_ += '[';
   for (size_t i = 0; i < spans.size(); ++i) {
     if (i > 0) out_ += ',';
-    span(spans[i]);
+    bool gateway = i == 0 && captured && spans[i].parent == 0;
+    span(spans[i], gateway ? &record : nullptr);
   }
   out_ += ']';
 }
@@ -307,7 +325,7 @@ void JsonWriter::record(const ExecutionRecord& record) {
   key("response");
   response(record);
   key("spans");
-  spans(record.spans);
+  spans(record);
   key("journal");
   value(record.journal);
   key("logs");

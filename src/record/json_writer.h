@@ -37,8 +37,13 @@ class JsonWriter {
   void raw(std::string_view text) { out_.append(text); }
 
   void record(const ExecutionRecord& record);
-  void span(const Span& span);
-  void spans(const std::vector<Span>& spans);
+  // `gateway_of`: the record whose root span this is, when its input and output are to be
+  // written from the record's captures (see spans()).
+  void span(const Span& span, const ExecutionRecord* gateway_of = nullptr);
+  // The record's spans. A record with captures (the gateway's, still raw) has its root span's
+  // empty input and output written as fillGatewaySpan() would fill them: {method, path} and
+  // {status}, without building them as JSON values first.
+  void spans(const ExecutionRecord& record);
   void error(const RecordedError& error);
   // As toJson(capture, request) has it.
   void capture(const HttpCapture& capture, bool request);

@@ -71,6 +71,10 @@ Recorder::~Recorder() {
 }
 
 void Recorder::submit(ExecutionRecord record) {
+  submit(std::make_unique<ExecutionRecord>(std::move(record)));
+}
+
+void Recorder::submit(std::unique_ptr<ExecutionRecord> record) {
   auto* node = new Submitted{std::move(record), submitted_.load(std::memory_order_relaxed)};
   while (!submitted_.compare_exchange_weak(node->next, node, std::memory_order_release,
                                            std::memory_order_relaxed)) {
@@ -115,7 +119,6 @@ void lowerPriority(pid_t pid) {
 }  // namespace
 
 void Recorder::prepare(ExecutionRecord& record) {
-  fillGatewaySpan(record);
   locateError(record);
   redactor_.apply(record);
 }
@@ -134,7 +137,7 @@ void Recorder::run() {
     // The memory bound: the oldest beyond max_queued go to disk now, whatever PostgreSQL does.
     if (pending_.size() > options_.max_queued) {
       Batch oldest = takeOldest(pending_.size() - options_.max_queued);
-      for (ExecutionRecord& record : oldest) prepare(record);
+      for (auto& record : oldest) prepare(*record);
       if (now >= spill_retry_at_ && spillBatch(oldest)) {
         publish(oldest);
       } else {
@@ -216,7 +219,7 @@ Recorder::Batch Recorder::takeOldest(size_t count) {
 }
 
 bool Recorder::writeBatch(Batch batch, Unwritten unwritten) {
-  for (ExecutionRecord& record : batch) prepare(record);
+  for (auto& record : batch) prepare(*record);
   rejectUnstorable(batch);
   if (batch.empty()) return true;
   if (conn_) {
@@ -244,8 +247,8 @@ bool Recorder::writeBatch(Batch batch, Unwritten unwritten) {
 bool Recorder::spillBatch(Batch& batch) {
   if (batch.empty()) return true;
   std::string lines;
-  for (const ExecutionRecord& record : batch) {
-    JsonWriter(lines, NulCharacter::kEscape).record(record);
+  for (const auto& record : batch) {
+    JsonWriter(lines, NulCharacter::kEscape).record(*record);
     lines += '\n';
   }
   if (auto appended = spill_.append(lines); !appended) {
@@ -259,14 +262,14 @@ bool Recorder::spillBatch(Batch& batch) {
 }
 
 void Recorder::rejectUnstorable(Batch& batch) {
-  auto storable = std::stable_partition(batch.begin(), batch.end(), [](const ExecutionRecord& r) {
-    return checkStorable(r).has_value();
+  auto storable = std::stable_partition(batch.begin(), batch.end(), [](const auto& record) {
+    return checkStorable(*record).has_value();
   });
   if (storable == batch.end()) return;
   Batch rejected(std::make_move_iterator(storable), std::make_move_iterator(batch.end()));
   batch.erase(storable, batch.end());
-  for (const ExecutionRecord& record : rejected) {
-    reject(toJsonText(record), checkStorable(record).error());
+  for (const auto& record : rejected) {
+    reject(toJsonText(*record), checkStorable(*record).error());
   }
   publish(rejected);
 }
@@ -339,10 +342,12 @@ Result<void> Recorder::storeDeduplicated(const Batch& batch, const std::string* 
 
 Result<size_t> Recorder::storeOneByOne(const Batch& batch, const std::string* notify_payload) {
   // Rare: a value PostgreSQL refuses. Each record in its own transaction finds the culprit.
-  Batch one(1);
+  Batch one;
+  one.push_back(nullptr);
   size_t stored_count = 0;
-  for (const ExecutionRecord& record : batch) {
-    one[0] = record;
+  for (const auto& boxed : batch) {
+    const ExecutionRecord& record = *boxed;
+    one[0] = std::make_unique<ExecutionRecord>(record);
     auto stored = storeDeduplicated(one, nullptr);
     if (stored) {
       ++stored_count;
@@ -375,7 +380,7 @@ Result<void> Recorder::replayChunk() {
               unreadable.emplace_back(std::string(line), storable.error());
               continue;
             }
-            batch.push_back(std::move(*record));
+            batch.push_back(std::make_unique<ExecutionRecord>(std::move(*record)));
           } else {
             unreadable.emplace_back(std::string(line), record.error());
           }
@@ -457,8 +462,8 @@ void Recorder::publish(const Batch& batch) {
     subscribers = subscribers_;
   }
   if (subscribers.empty()) return;
-  for (const ExecutionRecord& record : batch) {
-    RecordSummary summary = RecordSummary::of(record);
+  for (const auto& record : batch) {
+    RecordSummary summary = RecordSummary::of(*record);
     for (const auto& subscriber : subscribers) subscriber(summary);
   }
 }
@@ -492,9 +497,9 @@ std::string Recorder::notifyPayload(const Batch& batch) const {
   std::string payload = "[";
   bool fits = true;
   JsonWriter writer(payload, NulCharacter::kEscape);
-  for (const ExecutionRecord& record : batch) {
+  for (const auto& record : batch) {
     if (payload.size() > 1) payload += ',';
-    writer.summary(RecordSummary::of(record));
+    writer.summary(RecordSummary::of(*record));
     if (payload.size() + 1 > kNotifyPayloadLimit) {
       fits = false;
       break;
@@ -503,10 +508,9 @@ std::string Recorder::notifyPayload(const Batch& batch) const {
   if (fits) return payload + "]";
   // Too many for one NOTIFY: other nodes read these ids' rows themselves (UUIDv7 ids sort by
   // time, so the range covers the batch).
-  auto [min, max] = std::minmax_element(
-      batch.begin(), batch.end(),
-      [](const ExecutionRecord& a, const ExecutionRecord& b) { return a.id < b.id; });
-  return dumpJson({{"count", batch.size()}, {"min_id", min->id}, {"max_id", max->id}});
+  auto [min, max] = std::minmax_element(batch.begin(), batch.end(),
+                                        [](const auto& a, const auto& b) { return a->id < b->id; });
+  return dumpJson({{"count", batch.size()}, {"min_id", (*min)->id}, {"max_id", (*max)->id}});
 }
 
 }  // namespace flux::record

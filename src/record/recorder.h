@@ -100,7 +100,9 @@ class Recorder {
   Recorder(const Recorder&) = delete;
   Recorder& operator=(const Recorder&) = delete;
 
-  // Any thread. Never blocks on I/O.
+  // Any thread. Never blocks on I/O. The record travels boxed from here to its batch: a
+  // record is ~1 KB of strings and optionals, and moving it costs more than the box.
+  void submit(std::unique_ptr<ExecutionRecord> record);
   void submit(ExecutionRecord record);
 
   // Any thread. The subscriber is called on the recorder thread with the summary of every
@@ -111,7 +113,7 @@ class Recorder {
   RecorderStats stats() const;
 
  private:
-  using Batch = std::vector<ExecutionRecord>;
+  using Batch = std::vector<std::unique_ptr<ExecutionRecord>>;
   using SteadyTime = std::chrono::steady_clock::time_point;
   // What writeBatch does with a batch that neither PostgreSQL nor the spill file took.
   enum class Unwritten { kKeep, kDrop };
@@ -134,7 +136,8 @@ class Recorder {
   Result<void> storeDeduplicated(const Batch& batch, const std::string* notify_payload);
   Result<size_t> storeOneByOne(const Batch& batch, const std::string* notify_payload);
   Result<void> replayChunk();
-  // Builds the record's JSON from what the request path captured raw, then redacts it.
+  // Places the record's error in its span, then redacts it. What the request path captured raw
+  // stays raw: the writers store it (JsonWriter::capture, JsonWriter::spans).
   void prepare(ExecutionRecord& record);
   void connectIfDue(ConnectAttempt attempt);
   void disconnect(const Error& error);
@@ -154,7 +157,7 @@ class Recorder {
   // of tens of ms under saturation). Submissions form a lock-free stack that the recorder
   // takes whole.
   struct Submitted {
-    ExecutionRecord record;
+    std::unique_ptr<ExecutionRecord> record;
     Submitted* next = nullptr;
   };
   std::atomic<Submitted*> submitted_{nullptr};
@@ -170,7 +173,7 @@ class Recorder {
   std::vector<std::function<void(const RecordSummary&)>> subscribers_;
 
   // Recorder thread only.
-  std::deque<ExecutionRecord> pending_;
+  std::deque<std::unique_ptr<ExecutionRecord>> pending_;
   std::optional<BlockingConnection> conn_;
   SpillFile spill_;
   SpillFile rejected_file_;

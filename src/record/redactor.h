@@ -26,6 +26,7 @@
 // Redacting twice is the same as once. Thread: const methods, safe from any thread.
 #pragma once
 
+#include <bitset>
 #include <cstddef>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -81,6 +82,8 @@ class Redactor {
   RedactionOptions options_;
   std::vector<std::string> header_names_;  // lower case
   std::vector<std::string> field_names_;   // normalized
+  std::bitset<65536> field_starts_;        // the first two bytes of field_names_ (as 256 a + b)
+  std::bitset<256> one_letter_fields_;     // field names of one letter
 };
 
 // The first value of a header (case-insensitive name) in any of the shapes redactHeaders()
