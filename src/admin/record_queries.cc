@@ -7,6 +7,7 @@
 #include <map>
 
 #include "admin/query_string.h"
+#include "base/ids.h"
 #include "record/execution_record.h"
 
 namespace flux::admin {
@@ -307,10 +308,8 @@ SqlQuery resolveRecordQuery(const RecordRef& ref) {
                       ", count(*) OVER () AS total\n"
                       "  FROM flux.executions e\n"
                       "  WHERE " +
-                      where + "\n  ORDER BY e.started_at DESC, e.id DESC\n  LIMIT " +
-                      std::to_string(kMaxCandidates);
-  return SqlQuery{summarySelect(inner, ",\n  e.total", "e.started_at DESC, e.id DESC"),
-                  std::move(params)};
+                      where + "\n  ORDER BY e.id DESC\n  LIMIT " + std::to_string(kMaxCandidates);
+  return SqlQuery{summarySelect(inner, ",\n  e.total", "e.id DESC"), std::move(params)};
 }
 
 Result<Resolution> parseResolution(const data::QueryResult& result) {
@@ -710,9 +709,15 @@ struct ParamList {
   }
 };
 
+// The records that started at or after unix_us. Ids are UUIDv7 made from the clock reading of
+// the start, so the range of ids from that millisecond's lowest on is the index range to read;
+// the start itself then decides within the millisecond.
 std::string startedAtLeast(ParamList& param, int64_t unix_us) {
-  return "e.started_at >= 'epoch'::timestamptz + " + param(std::to_string(unix_us)) +
-         "::bigint * interval '1 microsecond'";
+  std::string start = param(std::to_string(unix_us));
+  auto ms = static_cast<uint64_t>(std::max<int64_t>(unix_us, 0) / 1000);
+  std::string lowest = param(RequestId::lowestOf(ms).toString());
+  return "e.started_at >= 'epoch'::timestamptz + " + start +
+         "::bigint * interval '1 microsecond' AND e.id >= " + lowest + "::uuid";
 }
 
 // The WHERE conditions of a filter (recordMatches is the same test in memory).
@@ -764,26 +769,20 @@ SqlQuery recordListQuery(const RecordListRequest& request) {
 }
 
 SqlQuery recordBackfillQuery(const RecordFilter& filter, int64_t since_us,
-                             const std::optional<BackfillCursor>& after, int limit) {
+                             const std::optional<std::string>& after_id, int limit) {
   ParamList param;
   std::vector<std::string> where;
-  where.push_back(
-      startedAtLeast(param, after ? std::max(since_us, after->started_at_us) : since_us));
-  if (after) {
-    std::string started = param(std::to_string(after->started_at_us));
-    std::string id = param(after->id);
-    where.push_back("(e.started_at, e.id) > ('epoch'::timestamptz + " + started +
-                    "::bigint * interval '1 microsecond', " + id + "::uuid)");
-  }
+  where.push_back(startedAtLeast(param, since_us));
+  if (after_id) where.push_back("e.id > " + param(*after_id) + "::uuid");
   addFilterConditions(filter, param, where);
   std::string inner = innerSelect(where);
-  inner += "  ORDER BY e.started_at, e.id\n  LIMIT " + param(std::to_string(limit + 1)) + "::int";
-  return SqlQuery{summarySelect(inner, "", "e.started_at, e.id"), std::move(param.params)};
+  inner += "  ORDER BY e.id\n  LIMIT " + param(std::to_string(limit + 1)) + "::int";
+  return SqlQuery{summarySelect(inner, "", "e.id"), std::move(param.params)};
 }
 
 const char* const kNewestRecordSql =
-    "SELECT (extract(epoch FROM max(started_at)) * 1000000)::bigint AS newest_us\n"
-    "FROM flux.executions";
+    "SELECT (SELECT (extract(epoch FROM started_at) * 1000000)::bigint\n"
+    "        FROM flux.executions ORDER BY id DESC LIMIT 1) AS newest_us";
 
 Result<std::vector<json>> parseRecordSummaries(const data::QueryResult& result) {
   auto at =

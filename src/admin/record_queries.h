@@ -151,21 +151,15 @@ Result<int64_t> parseTimestamp(std::string_view text);
 // come oldest first (newest last). Reads limit + 1 rows: the extra one only says "more".
 SqlQuery recordListQuery(const RecordListRequest& request);
 
-// Where a read of the past stopped: the last record it had.
-struct BackfillCursor {
-  int64_t started_at_us = 0;
-  std::string id;  // canonical UUID
-};
-
 // A page of the past for the live stream: the records that pass `filter` and started at or
-// after since_us, in start order (ties by id), after `after` when given; limit + 1 rows, the
-// last one only telling that more follow. Keyed on the start (the started_at index) rather
-// than on the id, so that each page starts where the last one stopped whatever the table's
-// size.
+// after since_us, in start order (id order: ids are UUIDv7 made from the start's clock
+// reading), after the id `after_id` (the last record of the page before) when given; limit + 1
+// rows, the last one only telling that more follow. Each page is a range of the primary key,
+// whatever the table's size.
 SqlQuery recordBackfillQuery(const RecordFilter& filter, int64_t since_us,
-                             const std::optional<BackfillCursor>& after, int limit);
+                             const std::optional<std::string>& after_id, int limit);
 
-// kNewestRecordSql() -> one row: newest_us, the latest started_at in flux.executions (any
+// kNewestRecordSql() -> one row: newest_us, the start of the newest record (any
 // record, whatever the filters; NULL when there is none). `flux tail` moves its window with it,
 // so that a filter that matches nothing does not make it scan from where it started.
 extern const char* const kNewestRecordSql;

@@ -150,7 +150,7 @@ void RecordStream::onPage(Result<data::QueryResult> result) {
   for (json& summary : *summaries) {
     auto record = makeFeedRecord(std::move(summary));
     if (record->id.empty()) continue;
-    after_ = BackfillCursor{record->summary.value("started_at_us", int64_t{0}), record->id};
+    after_ = record->id;
     remember(record->id);
     send(*record);
     ++backfilled_;

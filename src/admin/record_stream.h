@@ -110,7 +110,7 @@ class RecordStream final : public FeedSubscriber,
   boost::asio::steady_timer keepalive_timer_;
   boost::asio::steady_timer pause_timer_;
   std::optional<data::PgLease> lease_;
-  std::optional<BackfillCursor> after_;  // the past: the last record read
+  std::optional<std::string> after_;  // the past: the id of the last record read
   int64_t backfilled_ = 0;
   FeedBatch pending_;  // live records that came during the read of the past
   std::unordered_set<std::string> seen_;

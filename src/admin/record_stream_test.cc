@@ -205,13 +205,13 @@ class RecordStreamTest : public ::testing::Test {
                                      std::string kind = "http",
                                      std::chrono::milliseconds ago = 0ms) {
     record::ExecutionRecord r;
-    r.id = RequestId::generate(clock_, random_).toString();
+    r.started_at_us = static_cast<int64_t>(clock_.nowMillis() * 1000) - ago.count() * 1000;
+    r.id = RequestId::generate(r.started_at_us, random_).toString();  // as the gateway makes it
     r.kind = std::move(kind);
     r.function = std::move(function);
     r.method = r.kind == "http" ? "POST" : "";
     r.path = std::move(path);
     r.status = status;
-    r.started_at_us = static_cast<int64_t>(clock_.nowMillis() * 1000) - ago.count() * 1000;
     r.duration_us = 1500;
     if (status >= 500) {
       r.error = record::RecordedError{"Stripe API timeout", "payments.ts:4:2", "", "user_code", 0};

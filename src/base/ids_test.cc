@@ -33,6 +33,29 @@ TEST(RequestId, IsUuidV7WithTimestamp) {
   EXPECT_EQ(id.shortForm(), s.substr(28));
 }
 
+TEST(RequestId, SortsAsTheStartTimesItWasMadeFrom) {
+  CountingRandom random;
+  // The microsecond sorts ids of one millisecond; the random bits come after.
+  std::string a = RequestId::generate(int64_t{1700000000123250}, random).toString();
+  std::string b = RequestId::generate(int64_t{1700000000123251}, random).toString();
+  std::string c = RequestId::generate(int64_t{1700000000124000}, random).toString();
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, c);
+  EXPECT_EQ(a.substr(0, 19), "018bcfe5-687b-7400-");  // 1700000000123 ms, then 250 / 1000 * 4096
+  EXPECT_EQ(RequestId::generate(int64_t{1700000000123999}, random).unixMillis(), 1700000000123u);
+  // Every microsecond of a millisecond sorts after the one before, whatever the random bits.
+  for (int64_t us = 1700000000123000; us < 1700000000123999; ++us) {
+    ASSERT_LT(RequestId::generate(us, random).toString(),
+              RequestId::generate(us + 1, random).toString())
+        << us;
+  }
+  // The lowest id of a millisecond: at or before each id of it, after every earlier one.
+  std::string lowest = RequestId::lowestOf(1700000000123).toString();
+  EXPECT_EQ(lowest, "018bcfe5-687b-7000-8000-000000000000");
+  EXPECT_LT(lowest, a);
+  EXPECT_LT(RequestId::generate(int64_t{1700000000122999}, random).toString(), lowest);
+}
+
 TEST(RequestId, DistinctAndTimeOrdered) {
   SystemClock clock;
   SystemRandom random;

@@ -45,8 +45,9 @@ void Gateway::setRoutes(std::shared_ptr<const RouteTable> routes) {
 Gateway::Execution Gateway::begin(std::string_view method, std::string_view target) {
   Execution e;
   e.start = clock_.steadyNow();
+  // The id is made from the start: flux.executions orders and windows records by id.
   e.started_at_us = static_cast<int64_t>(clock_.nowMillis() * 1000);
-  e.id = RequestId::generate(clock_, *random_);
+  e.id = RequestId::generate(e.started_at_us, *random_);
   e.method = method.empty() ? "-" : std::string(method);
   e.path = target.empty() ? "-" : std::string(target.substr(0, target.find('?')));
   return e;

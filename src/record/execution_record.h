@@ -68,7 +68,10 @@ struct HttpCapture {
 };
 
 struct ExecutionRecord {
-  std::string id;                        // UUID text, canonical form (the request id)
+  // UUID text, canonical form (the request id): a UUIDv7 made from the clock reading that
+  // started_at_us comes from (RequestId::generate), since records are ordered and found by
+  // time through their ids.
+  std::string id;
   std::string kind;                      // "http", "job", "cron", "replay"
   std::optional<std::string> parent_id;  // the execution that enqueued this job
   std::optional<std::string> replay_of;  // the execution this one replays

@@ -11,8 +11,9 @@
 
 namespace flux::record {
 
-// Creates schema flux (if missing), the table flux.executions and its indexes (started_at;
-// function, started_at; status). Idempotent and safe to run at every start, by several flux
+// Creates schema flux (if missing), the table flux.executions and its index on function + id
+// (the primary key, a time-ordered id, is the time index); drops the time indexes an earlier
+// Flux made. Idempotent and safe to run at every start, by several flux
 // processes at once (they take turns on the advisory lock (1718383992, 2)). Run it before the
 // Recorder starts writing: until it has, the recorder keeps spilling to its file.
 Result<void> installRecordSchema(const std::string& conninfo);
