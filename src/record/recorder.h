@@ -66,7 +66,7 @@ struct RecorderOptions {
   std::chrono::milliseconds flush_interval{50};
   size_t max_queued = 100000;
   std::string notify_channel = "flux_records";
-  // Serving requests comes first: the recorder thread runs at the lowest CPU priority (nice 19)
+  // Serving requests comes first: the recorder thread runs at the lowest CPU priority (SCHED_IDLE)
   // and so does its PostgreSQL backend when that runs on this machine (a Unix-socket
   // connection, e.g. the embedded cluster). Under a burst that saturates the CPU, records wait
   // (memory, then the spill file) and are written when the CPU frees up.
@@ -152,7 +152,7 @@ class Recorder {
   const RecorderOptions options_;
   const Redactor redactor_;
 
-  // Shared with submitters, without a lock on their side: the recorder runs at nice 19, and a
+  // Shared with submitters, without a lock on their side: the recorder runs at SCHED_IDLE, and a
   // lock it held while the scheduler left it waiting would stall every worker (measured: p99
   // of tens of ms under saturation). Submissions form a lock-free stack that the recorder
   // takes whole.
