@@ -6,6 +6,8 @@ find_package(fmt REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(GTest REQUIRED)
 find_package(OpenSSL REQUIRED)
+# The flux binary's malloc (gperftools' tcmalloc, as Envoy links it): see src/app/CMakeLists.txt.
+find_library(TCMALLOC_LIBRARY NAMES tcmalloc_minimal REQUIRED)
 
 # V8 10.2 from Debian's libnode: the system copy, or the one setup.sh unpacked into third_party/v8.
 find_path(V8_INCLUDE_DIR v8.h

@@ -12,7 +12,7 @@ packages=(
   libboost-dev libssl-dev libpq-dev postgresql-15 postgresql-server-dev-15
   esbuild nodejs npm
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libfmt-dev libsimdjson-dev
-  nlohmann-json3-dev libncurses-dev wrk
+  nlohmann-json3-dev libncurses-dev libgoogle-perftools-dev wrk
   libbrotli1 libc-ares2 libicu72 libnghttp2-14 libuv1
 )
 missing=()
