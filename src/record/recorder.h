@@ -32,10 +32,12 @@
 // later. Records are lost only when PostgreSQL and the spill file fail together while more
 // than max_queued wait (counted in `dropped`).
 //
-// Cost on this 2-core machine (shared, loaded): redaction ~5 us and COPY encoding ~6-8 us per
-// record on the recorder thread; PostgreSQL 15 ingests ~20k rows/s of 400-600-byte records
-// and ~9.5k rows/s of 1.4 KB ones (five spans): past that, the memory bound spills and the
-// replay catches up when the load drops.
+// Cost, in instructions (timings swing by a third on this shared 2-core VM): a hello record
+// takes ~31k on the recorder thread (redaction ~7k, JSON and COPY encoding ~18k, freeing it the
+// rest; bench/request_instructions.sh) and ~31k in PostgreSQL to store
+// (bench/record_instructions.sh). A worker pays under 1k to capture and submit it. Past what
+// the idle CPU can store, the memory bound spills and the replay catches up when the load
+// drops.
 #pragma once
 
 #include <atomic>
