@@ -26,7 +26,10 @@
 // oldest at once (disk, never PostgreSQL). submit() never blocks and never drops: between two
 // steps of the recorder thread the submitted vector grows without bound, so the worst case is
 // max_queued + submit rate x the longest step (one batch write, one connect attempt, bounded
-// by connect_timeout, or a stalled socket, bounded by TCP user timeout / keepalives of ~30 s).
+// by connect_timeout, or a stalled socket, bounded by TCP user timeout / keepalives of ~30 s),
+// and, with background_priority, the time the CPU stays saturated: at SCHED_IDLE the recorder
+// does not run at all then (a 10 s saturated hello run left 337k records, ~700 MB, in memory).
+// Not yet bounded: the next step raises the recorder's priority while it is over max_queued.
 // In bytes: records of 1-3 KB make 100-300 MB at the default 100,000, as long as the gateway
 // caps bodies when it captures them (Redactor::capBody), since the recorder's own cap comes
 // later. Records are lost only when PostgreSQL and the spill file fail together while more
