@@ -1,7 +1,5 @@
 #include "record/recorder.h"
 
-#include <sched.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +7,7 @@
 #include <utility>
 
 #include "record/copy_encoder.h"
+#include "record/cpu_priority.h"
 #include "record/json_writer.h"
 
 namespace flux::record {
@@ -50,6 +49,8 @@ bool isDataError(const Error& error) {
 Recorder::Recorder(RecorderOptions options)
     : options_(normalized(std::move(options))),
       redactor_(options_.redaction),
+      idle_priority_(options_.background_priority && canRaiseCpuPriority()),
+      raise_at_(std::max(options_.batch_size, options_.max_queued / 2)),
       spill_(options_.spill_dir, "records.jsonl"),
       rejected_file_(options_.spill_dir, "records.rejected.jsonl"),
       backoff_(options_.reconnect_min) {
@@ -81,7 +82,10 @@ void Recorder::submit(std::unique_ptr<ExecutionRecord> record) {
                                            std::memory_order_relaxed)) {
   }
   size_t count = submitted_count_.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (count > options_.max_queued) overflowed_.fetch_add(1, std::memory_order_relaxed);
+  if (count > raise_at_) {
+    raisePriority();
+    if (count > options_.max_queued) overflowed_.fetch_add(1, std::memory_order_relaxed);
+  }
   // Without the lock a notify can slip in before the recorder sleeps: it then wakes at the
   // flush interval instead, which bounds the delay.
   if (count >= wake_at_.load(std::memory_order_relaxed)) ready_.notify_one();
@@ -101,6 +105,7 @@ RecorderStats Recorder::stats() const {
   stats.dropped = dropped_.load(std::memory_order_relaxed);
   stats.overflowed = overflowed_.load(std::memory_order_relaxed);
   stats.batches = batches_.load(std::memory_order_relaxed);
+  stats.raised = raises_.load(std::memory_order_relaxed);
   stats.notifications = notifications_.load(std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(stats_mutex_);
   stats.connected = connected_;
@@ -108,30 +113,16 @@ RecorderStats Recorder::stats() const {
   return stats;
 }
 
-namespace {
-
-constexpr int kBackgroundNice = 19;
-
-// SCHED_IDLE: the thread (or process) runs when a CPU has nothing else to run. At nice 19 alone
-// the recorder and its backend still took ~3% of the CPU during a saturated hello run (their
-// share of the scheduler, and the gaps where a worker waits on epoll). Nice 19 stays as the
-// fallback where SCHED_IDLE is refused. Best effort: without the right (another user's
-// process, no CAP_SYS_NICE) nothing changes.
-void lowerPriority(pid_t pid) {
-  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(pid), kBackgroundNice);
-  sched_param idle{};
-  (void)sched_setscheduler(pid, SCHED_IDLE, &idle);
-}
-
-}  // namespace
-
 void Recorder::prepare(ExecutionRecord& record) {
   locateError(record);
   redactor_.apply(record);
 }
 
 void Recorder::run() {
-  if (options_.background_priority) lowerPriority(gettid());
+  if (idle_priority_) {
+    thread_id_.store(gettid(), std::memory_order_relaxed);
+    lowerPriority();
+  }
   connectIfDue(ConnectAttempt::kNow);
   spill_waiting_ = spill_.exists();
   next_flush_ = Clock::now() + options_.flush_interval;
@@ -140,6 +131,13 @@ void Recorder::run() {
     bool stopping = takeSubmitted();
     if (stopping && pending_.empty()) break;
     auto now = Clock::now();
+    if (idle_priority_) {
+      if (pending_.size() > raise_at_) {
+        raisePriority();
+      } else if (pending_.size() < options_.batch_size && raised_.load(std::memory_order_relaxed)) {
+        lowerPriority();
+      }
+    }
 
     // The memory bound: the oldest beyond max_queued go to disk now, whatever PostgreSQL does.
     if (pending_.size() > options_.max_queued) {
@@ -440,23 +438,52 @@ void Recorder::connectIfDue(ConnectAttempt attempt) {
     return;
   }
   conn_.emplace(std::move(*conn));
-  if (options_.background_priority) lowerBackendPriority();
+  if (idle_priority_) placeBackend();
   backoff_ = options_.reconnect_min;
   setConnected(true);
   // Records another process (or an earlier one) spilled wait there too.
   spill_waiting_ = spill_waiting_ || spill_.exists();
 }
 
-void Recorder::lowerBackendPriority() {
+void Recorder::placeBackend() {
   const char* host = PQhost(conn_->get());
   if (host == nullptr || host[0] != '/') return;  // not a Unix socket: not our machine's process
   auto pid = conn_->query("SELECT pg_backend_pid()", {});
-  if (pid && *pid) lowerPriority(static_cast<pid_t>(std::atoi((*pid)->c_str())));
+  if (!pid || !*pid) return;
+  backend_id_.store(static_cast<pid_t>(std::atoi((*pid)->c_str())), std::memory_order_relaxed);
+  bool raised = raised_.load(std::memory_order_relaxed);
+  setCpuPriority(backend_id_.load(std::memory_order_relaxed),
+                 raised ? CpuPriority::kNormal : CpuPriority::kIdle);
+}
+
+void Recorder::raisePriority() {
+  if (!idle_priority_ || raised_.load(std::memory_order_relaxed) ||
+      raised_.exchange(true, std::memory_order_relaxed)) {
+    return;
+  }
+  raises_.fetch_add(1, std::memory_order_relaxed);
+  // Before the thread stored its id it runs at normal priority still: nothing to raise.
+  if (pid_t thread = thread_id_.load(std::memory_order_relaxed); thread != 0) {
+    setCpuPriority(thread, CpuPriority::kNormal);
+  }
+  if (pid_t backend = backend_id_.load(std::memory_order_relaxed); backend != 0) {
+    setCpuPriority(backend, CpuPriority::kNormal);
+  }
+}
+
+void Recorder::lowerPriority() {
+  setCpuPriority(gettid(), CpuPriority::kIdle);
+  if (pid_t backend = backend_id_.load(std::memory_order_relaxed); backend != 0) {
+    setCpuPriority(backend, CpuPriority::kIdle);
+  }
+  // Cleared after lowering: a submit that finds it set meanwhile leaves the raise to the next.
+  raised_.store(false, std::memory_order_relaxed);
 }
 
 void Recorder::disconnect(const Error& error) {
   setError(error);
   conn_.reset();
+  backend_id_.store(0, std::memory_order_relaxed);
   setConnected(false);
   next_connect_ = Clock::now() + backoff_;
   backoff_ = std::min(backoff_ * 2, options_.reconnect_max);

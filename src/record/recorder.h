@@ -24,13 +24,15 @@
 //
 // Memory bound: the recorder holds at most max_queued records; beyond that it spills the
 // oldest at once (disk, never PostgreSQL). submit() never blocks and never drops: between two
-// steps of the recorder thread the submitted vector grows without bound, so the worst case is
-// max_queued + submit rate x the longest step (one batch write, one connect attempt, bounded
-// by connect_timeout, or a stalled socket, bounded by TCP user timeout / keepalives of ~30 s),
-// and, with background_priority, the time the CPU stays saturated: at SCHED_IDLE the recorder
-// does not run at all then (a 10 s saturated hello run left 337k records, ~700 MB, in memory).
-// Not yet bounded: the next step raises the recorder's priority while it is over max_queued.
-// In bytes: records of 1-3 KB make 100-300 MB at the default 100,000, as long as the gateway
+// steps of the recorder thread the submitted stack grows, by the submit rate x the longest step
+// (one batch write; one connect attempt, bounded by connect_timeout; a stalled socket, bounded
+// by TCP user timeout / keepalives of ~30 s). With background_priority the recorder and its
+// backend run at idle priority, which under a saturated CPU means not at all: so once more than
+// half of max_queued records wait, the first submit (or the recorder) to see it raises both to
+// normal priority, and the recorder lowers them again once it caught up (under a batch waiting).
+// Under sustained saturation recording then costs the workers its full price (~62k
+// instructions a hello record, recorder and PostgreSQL together) instead of deferring it.
+// In bytes: a hello record holds ~2 KB, 200 MB at the default 100,000, as long as the gateway
 // caps bodies when it captures them (Redactor::capBody), since the recorder's own cap comes
 // later. Records are lost only when PostgreSQL and the spill file fail together while more
 // than max_queued wait (counted in `dropped`).
@@ -71,10 +73,11 @@ struct RecorderOptions {
   std::chrono::milliseconds flush_interval{50};
   size_t max_queued = 100000;
   std::string notify_channel = "flux_records";
-  // Serving requests comes first: the recorder thread runs at the lowest CPU priority (SCHED_IDLE)
-  // and so does its PostgreSQL backend when that runs on this machine (a Unix-socket
-  // connection, e.g. the embedded cluster). Under a burst that saturates the CPU, records wait
-  // (memory, then the spill file) and are written when the CPU frees up.
+  // Serving requests comes first: the recorder thread, and its PostgreSQL backend when that runs
+  // on this machine (a Unix-socket connection, e.g. the embedded cluster), run at idle CPU
+  // priority (cpu_priority.h) until records pile up (see the memory bound above). Only where the
+  // process may raise them again (CAP_SYS_NICE or RLIMIT_NICE); elsewhere they stay at normal
+  // priority, because the bound comes first.
   bool background_priority = false;
   RedactionOptions redaction;
   std::chrono::milliseconds reconnect_min{100};  // backoff after a failure, doubling
@@ -90,6 +93,7 @@ struct RecorderStats {
   uint64_t dropped = 0;     // records lost (see the design note)
   uint64_t overflowed = 0;  // submits that found more than max_queued records waiting
   uint64_t batches = 0;     // transactions that committed submitted records
+  uint64_t raised = 0;      // times records piled up and the recorder left idle priority
   uint64_t notifications = 0;
   bool connected = false;
   std::string last_error;  // the last failure, for status pages; empty if none yet
@@ -146,8 +150,12 @@ class Recorder {
   void prepare(ExecutionRecord& record);
   void connectIfDue(ConnectAttempt attempt);
   void disconnect(const Error& error);
-  // Lowers the CPU priority of the connection's backend process (background_priority).
-  void lowerBackendPriority();
+  // background_priority: the backend's process id when it runs here, at the recorder's priority.
+  void placeBackend();
+  // Any thread: normal CPU priority for the recorder and its backend, until it caught up.
+  void raisePriority();
+  // Recorder thread: back to idle priority.
+  void lowerPriority();
   void publish(const Batch& batch);
   void reject(const std::string& line, const Error& error);
   void setError(const Error& error);
@@ -156,6 +164,8 @@ class Recorder {
 
   const RecorderOptions options_;
   const Redactor redactor_;
+  const bool idle_priority_;  // background_priority, where it can be raised again
+  const size_t raise_at_;     // more records waiting than this raise the priority
 
   // Shared with submitters, without a lock on their side: the recorder runs at SCHED_IDLE, and a
   // lock it held while the scheduler left it waiting would stall every worker (measured: p99
@@ -170,6 +180,10 @@ class Recorder {
   // The recorder sleeps until this many records are submitted (or the flush interval ends);
   // a submitter that reaches it notifies. SIZE_MAX while the recorder is awake.
   std::atomic<size_t> wake_at_{SIZE_MAX};
+  // Set once the recorder thread lowered itself / placed its backend; 0 before and between.
+  std::atomic<pid_t> thread_id_{0};
+  std::atomic<pid_t> backend_id_{0};
+  std::atomic<bool> raised_{false};
   std::mutex mutex_;  // the recorder's sleep, and stopping_
   std::condition_variable ready_;
   bool stopping_ = false;
@@ -192,7 +206,7 @@ class Recorder {
   std::string last_error_;
   bool connected_ = false;
   std::atomic<uint64_t> stored_{0}, spilled_{0}, replayed_{0}, rejected_{0}, dropped_{0},
-      overflowed_{0}, batches_{0}, notifications_{0};
+      overflowed_{0}, batches_{0}, raises_{0}, notifications_{0};
 
   std::thread thread_;  // last: starts after everything above exists
 };

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -21,6 +23,7 @@
 
 #include "app/embedded_postgres.h"
 #include "record/copy_encoder.h"
+#include "record/cpu_priority.h"
 #include "record/schema.h"
 
 namespace flux::record {
@@ -148,6 +151,15 @@ ExecutionRecord makeRecord(const std::string& function, uint32_t tag, uint64_t n
   record.spans = {span};
   record.logs = {"line " + std::to_string(n)};
   return record;
+}
+
+// Threads of this process whose scheduling policy is SCHED_IDLE.
+size_t idleThreads() {
+  size_t idle = 0;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    if (sched_getscheduler(std::stoi(task.path().filename())) == SCHED_IDLE) ++idle;
+  }
+  return idle;
 }
 
 size_t lineCount(const fs::path& path) {
@@ -649,6 +661,61 @@ TEST_F(RecorderTest, BeyondMaxQueuedTheOldestGoToDiskAndStillArriveOnce) {
   EXPECT_EQ(stats.replayed, stats.spilled);
   EXPECT_EQ(stats.stored + stats.replayed, 500u);
   EXPECT_EQ(stats.dropped, 0u);
+}
+
+TEST_F(RecorderTest, RecordsPilingUpOnASaturatedCpuRaiseTheRecorderUntilItCaughtUp) {
+  constexpr uint32_t kTag = 0xcc;
+  constexpr uint64_t kRecords = 20000;
+  RecorderOptions opts = options();
+  opts.batch_size = 100;
+  opts.max_queued = 2000;
+  opts.background_priority = true;
+  bool can_raise = canRaiseCpuPriority();
+  Session watcher(PostgresEnvironment::conninfo_);
+  Recorder recorder(opts);
+  ASSERT_TRUE(waitFor([&recorder] { return recorder.stats().connected; }, 10s));
+  EXPECT_EQ(idleThreads(), can_raise ? 1u : 0u) << "the recorder idles only if it can be raised";
+
+  // Every CPU busy at normal priority: an idle-priority recorder (and backend) would get a few
+  // thousandths of a CPU and store these records in minutes.
+  std::atomic<bool> spin{true};
+  std::vector<std::thread> spinners;
+  for (unsigned i = 0; i < std::max(2u, std::thread::hardware_concurrency()); ++i) {
+    spinners.emplace_back([&spin] {
+      while (spin.load(std::memory_order_relaxed)) {
+      }
+    });
+  }
+  for (uint64_t n = 0; n < kRecords; ++n) recorder.submit(makeRecord("saturated", kTag, n));
+  // Out of memory while the CPU stays saturated: stored, or spilled to disk for later.
+  bool written = waitFor(
+      [&recorder] {
+        RecorderStats stats = recorder.stats();
+        return stats.stored + stats.spilled == kRecords;
+      },
+      30s);
+  size_t idle_after = 0;
+  if (can_raise) {
+    waitFor([&idle_after] { return (idle_after = idleThreads()) == 1; }, 10s);
+  }
+  RecorderStats saturated = recorder.stats();
+  spin = false;
+  for (auto& spinner : spinners) spinner.join();
+  ASSERT_TRUE(written) << "stored " << saturated.stored << ", spilled " << saturated.spilled;
+
+  // The CPU free again, the spill file is replayed.
+  ASSERT_TRUE(waitFor(
+      [&watcher] { return watcher.count("function = 'saturated'") == long{kRecords}; }, 30s));
+  ASSERT_TRUE(waitFor([this] { return !fs::exists(spillPath()); }, 30s));
+  RecorderStats stats = recorder.stats();
+  EXPECT_EQ(stats.stored + stats.replayed, kRecords);
+  EXPECT_EQ(stats.dropped, 0u);
+  if (can_raise) {
+    EXPECT_GE(stats.raised, 1u);
+    EXPECT_EQ(idle_after, 1u) << "caught up, the recorder idles again";
+  } else {
+    EXPECT_EQ(stats.raised, 0u);
+  }
 }
 
 }  // namespace
