@@ -11,7 +11,9 @@
 # Recording runs at background priority (records wait while the CPU is saturated), so after
 # every recorded run the script waits until flux.executions holds a row for every request wrk
 # sent and prints how long that took ("drain"): nothing is lost, the work is deferred, and it
-# does not spill into the next run.
+# does not spill into the next run. Deferred up to a point: once half of the recorder's
+# max_queued (50,000 records, ~2 s of saturated hello) wait, it takes its share of the CPU until
+# it caught up, so the runs' later seconds measure what recording costs when sustained.
 #
 # Environment (besides lib.sh's FLUX_BIN, DURATION, WARMUP, CONNECTIONS, PORT_BASE):
 #   ROUNDS   pairs per endpoint and load (default 4)

@@ -101,6 +101,7 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
     recorder_options.conninfo = conninfo;
     recorder_options.spill_dir = dev->project_.root / ".flux" / "spill";
     recorder_options.background_priority = true;
+    recorder_options.log = [&log](std::string line) { log.write("recorder: " + line); };
     dev->recorder_ = std::make_unique<record::Recorder>(std::move(recorder_options));
     dev->record_feed_ = std::make_unique<admin::RecordFeed>(
         admin::RecordFeedOptions{.conninfo = conninfo, .channel = "flux_records"});

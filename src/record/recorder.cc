@@ -1,5 +1,6 @@
 #include "record/recorder.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,8 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kNotifyPayloadLimit = 7999;
 // After a failed append to the spill file, the next attempt waits this long.
 constexpr std::chrono::seconds kSpillRetryDelay{1};
+// Between two lines saying that records pile up on a saturated CPU, at least this long.
+constexpr std::chrono::seconds kFallingBehindQuiet{10};
 
 RecorderOptions normalized(RecorderOptions options) {
   options.batch_size = std::max<size_t>(1, options.batch_size);
@@ -132,10 +135,19 @@ void Recorder::run() {
     if (stopping && pending_.empty()) break;
     auto now = Clock::now();
     if (idle_priority_) {
-      if (pending_.size() > raise_at_) {
-        raisePriority();
-      } else if (pending_.size() < options_.batch_size && raised_.load(std::memory_order_relaxed)) {
+      if (pending_.size() > raise_at_) raisePriority();
+      bool raised = raised_.load(std::memory_order_relaxed);
+      if (raised && !raised_since_) {
+        raised_since_ = now;
+        sayFallingBehind(now);
+      } else if (raised && pending_.size() < options_.batch_size) {
         lowerPriority();
+        auto took = std::chrono::duration_cast<std::chrono::milliseconds>(now - *raised_since_);
+        raised_since_.reset();
+        if (behind_said_) {
+          say(fmt::format("caught up after {} ms: recording waits for idle CPU again",
+                          took.count()));
+        }
       }
     }
 
@@ -147,6 +159,8 @@ void Recorder::run() {
         publish(oldest);
       } else {
         dropped_.fetch_add(oldest.size(), std::memory_order_relaxed);
+        say(fmt::format("lost {} records: more than {} waited and {} could not take them",
+                        oldest.size(), options_.max_queued, spill_.path().string()));
       }
     }
 
@@ -243,6 +257,8 @@ bool Recorder::writeBatch(Batch batch, Unwritten unwritten) {
   }
   if (unwritten == Unwritten::kDrop) {
     dropped_.fetch_add(batch.size(), std::memory_order_relaxed);
+    say(fmt::format("lost {} records at shutdown: neither PostgreSQL nor {} took them",
+                    batch.size(), spill_.path().string()));
     return false;
   }
   for (auto it = batch.rbegin(); it != batch.rend(); ++it) pending_.push_front(std::move(*it));
@@ -412,7 +428,10 @@ Result<void> Recorder::replayChunk() {
         return {};
       });
   if (outcome) {
-    if (outcome->removed) spill_waiting_ = false;
+    if (outcome->removed) {
+      spill_waiting_ = false;
+      say(fmt::format("{} replayed into flux.executions and removed", spill_.path().string()));
+    }
     return {};
   }
   if (store_error) {
@@ -432,7 +451,7 @@ void Recorder::connectIfDue(ConnectAttempt attempt) {
   auto conn =
       BlockingConnection::open(options_.conninfo, "record executions", options_.connect_timeout);
   if (!conn) {
-    setError(conn.error());
+    reportDown(conn.error());
     next_connect_ = Clock::now() + backoff_;
     backoff_ = std::min(backoff_ * 2, options_.reconnect_max);
     return;
@@ -443,6 +462,11 @@ void Recorder::connectIfDue(ConnectAttempt attempt) {
   setConnected(true);
   // Records another process (or an earlier one) spilled wait there too.
   spill_waiting_ = spill_waiting_ || spill_.exists();
+  if (down_reported_) {
+    down_reported_ = false;
+    say("PostgreSQL takes records again" +
+        std::string(spill_waiting_ ? "; the spill file is replayed" : ""));
+  }
 }
 
 void Recorder::placeBackend() {
@@ -481,7 +505,7 @@ void Recorder::lowerPriority() {
 }
 
 void Recorder::disconnect(const Error& error) {
-  setError(error);
+  reportDown(error);
   conn_.reset();
   backend_id_.store(0, std::memory_order_relaxed);
   setConnected(false);
@@ -512,9 +536,41 @@ void Recorder::reject(const std::string& line, const Error& error) {
   }
   rejected_.fetch_add(1, std::memory_order_relaxed);
   setError(error);
+  say(fmt::format("set aside a record flux.executions cannot hold ({}) in {}", error.message,
+                  rejected_file_.path().string()));
   if (auto appended = rejected_file_.append(dumpJson(entry) + "\n"); !appended) {
     setError(appended.error());
   }
+}
+
+void Recorder::reportDown(const Error& error) {
+  setError(error);
+  if (down_reported_) return;
+  down_reported_ = true;
+  say(fmt::format("PostgreSQL cannot take records ({}): they go to {} until it can", error.message,
+                  spill_.path().string()));
+}
+
+void Recorder::sayFallingBehind(SteadyTime now) {
+  // Under sustained saturation this happens every few seconds: one line per quiet period.
+  behind_said_ = now >= quiet_until_;
+  if (!behind_said_) {
+    ++behind_unsaid_;
+    return;
+  }
+  std::string since = behind_unsaid_ == 0
+                          ? ""
+                          : fmt::format(" ({} more times since the last report)", behind_unsaid_);
+  say(fmt::format(
+      "{} records waiting and no idle CPU: recording runs at normal priority, taking its share "
+      "from requests, until it caught up{}",
+      pending_.size(), since));
+  behind_unsaid_ = 0;
+  quiet_until_ = now + kFallingBehindQuiet;
+}
+
+void Recorder::say(std::string line) {
+  if (options_.log) options_.log(std::move(line));
 }
 
 void Recorder::setError(const Error& error) {

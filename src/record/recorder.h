@@ -83,6 +83,11 @@ struct RecorderOptions {
   std::chrono::milliseconds reconnect_min{100};  // backoff after a failure, doubling
   std::chrono::milliseconds reconnect_max{5000};
   std::chrono::seconds connect_timeout{2};
+  // Called on the recorder thread with a line for the operator when recording changes course:
+  // PostgreSQL lost or back (records go to the spill file meanwhile), the spill file replayed,
+  // records piling up on a saturated CPU and caught up again, records set aside or lost. Quick
+  // and non-throwing, like a subscriber; unset, nothing is said.
+  std::function<void(std::string)> log;
 };
 
 struct RecorderStats {
@@ -160,6 +165,12 @@ class Recorder {
   void reject(const std::string& line, const Error& error);
   void setError(const Error& error);
   void setConnected(bool connected);
+  // options_.log, when set.
+  void say(std::string line);
+  // PostgreSQL cannot take records: said once, until it takes them again.
+  void reportDown(const Error& error);
+  // Records pile up on a saturated CPU (the priority was raised): said at most once a while.
+  void sayFallingBehind(SteadyTime now);
   std::string notifyPayload(const Batch& batch) const;
 
   const RecorderOptions options_;
@@ -200,7 +211,12 @@ class Recorder {
   std::chrono::milliseconds backoff_;
   SteadyTime next_connect_{};
   SteadyTime next_flush_{};
-  SteadyTime spill_retry_at_{};  // after a failed append, the next attempt
+  SteadyTime spill_retry_at_{};             // after a failed append, the next attempt
+  bool down_reported_ = false;              // said that PostgreSQL cannot take records
+  std::optional<SteadyTime> raised_since_;  // the priority was raised then, not lowered since
+  bool behind_said_ = false;                // sayFallingBehind said it for this raise
+  uint64_t behind_unsaid_ = 0;              // raises since the last line about one
+  SteadyTime quiet_until_{};                // no line about a raise before
 
   mutable std::mutex stats_mutex_;
   std::string last_error_;

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -161,6 +163,34 @@ size_t idleThreads() {
   }
   return idle;
 }
+
+// What a recorder says to the operator (RecorderOptions::log), kept for the test to read.
+class Said {
+ public:
+  std::function<void(std::string)> sink() {
+    return [this](std::string line) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      lines_.push_back(std::move(line));
+    };
+  }
+  // Lines that contain part.
+  size_t count(std::string_view part) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return static_cast<size_t>(
+        std::count_if(lines_.begin(), lines_.end(),
+                      [part](const auto& line) { return line.find(part) != std::string::npos; }));
+  }
+  std::string all() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string joined;
+    for (const auto& line : lines_) joined += line + "\n";
+    return joined;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::string> lines_;
+};
 
 size_t lineCount(const fs::path& path) {
   std::ifstream in(path);
@@ -453,7 +483,10 @@ TEST_F(RecorderTest, NotifiesAtMostOncePerBatchAndFeedsLocalSubscribers) {
 
 TEST_F(RecorderTest, SpillsWhilePostgresIsDownAndReplaysExactlyOnce) {
   constexpr uint32_t kTag = 0x0d;
-  Recorder recorder(options());
+  Said said;
+  RecorderOptions opts = options();
+  opts.log = said.sink();
+  Recorder recorder(opts);
   uint64_t n = 0;
   for (; n < 500; ++n) recorder.submit(makeRecord("outage", kTag, n));
   ASSERT_TRUE(waitFor([&recorder] { return recorder.stats().stored >= 500; }, 30s));
@@ -489,6 +522,9 @@ TEST_F(RecorderTest, SpillsWhilePostgresIsDownAndReplaysExactlyOnce) {
   EXPECT_FALSE(during.last_error.empty());
   EXPECT_TRUE(fs::exists(spillPath()));
   EXPECT_EQ(lineCount(spillPath()), during.spilled);
+  // Once for the outage, however many reconnection attempts failed.
+  EXPECT_EQ(said.count("PostgreSQL cannot take records"), 1u) << said.all();
+  EXPECT_EQ(said.count(spillPath().string() + " until it can"), 1u) << said.all();
 
   auto started = PostgresEnvironment::start();
   ASSERT_TRUE(started) << started.error().toString();
@@ -508,6 +544,9 @@ TEST_F(RecorderTest, SpillsWhilePostgresIsDownAndReplaysExactlyOnce) {
   EXPECT_EQ(stats.replayed, during.spilled);
   EXPECT_EQ(stats.dropped, 0u);
   EXPECT_EQ(stats.rejected, 0u);
+  EXPECT_EQ(said.count("PostgreSQL takes records again; the spill file is replayed"), 1u)
+      << said.all();
+  EXPECT_EQ(said.count("replayed into flux.executions and removed"), 1u) << said.all();
 }
 
 TEST_F(RecorderTest, WithNeitherPostgresNorSpillFileRecordsWaitInMemory) {
@@ -670,6 +709,8 @@ TEST_F(RecorderTest, RecordsPilingUpOnASaturatedCpuRaiseTheRecorderUntilItCaught
   opts.batch_size = 100;
   opts.max_queued = 2000;
   opts.background_priority = true;
+  Said said;
+  opts.log = said.sink();
   bool can_raise = canRaiseCpuPriority();
   Session watcher(PostgresEnvironment::conninfo_);
   Recorder recorder(opts);
@@ -713,8 +754,12 @@ TEST_F(RecorderTest, RecordsPilingUpOnASaturatedCpuRaiseTheRecorderUntilItCaught
   if (can_raise) {
     EXPECT_GE(stats.raised, 1u);
     EXPECT_EQ(idle_after, 1u) << "caught up, the recorder idles again";
+    // One line per quiet period, however often it fell behind, and the catching up after it.
+    EXPECT_EQ(said.count("records waiting and no idle CPU"), 1u) << said.all();
+    EXPECT_EQ(said.count("caught up after"), 1u) << said.all();
   } else {
     EXPECT_EQ(stats.raised, 0u);
+    EXPECT_EQ(said.count("no idle CPU"), 0u) << said.all();
   }
 }
 
