@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "admin/admin_api.h"
+#include "admin/record_queries.h"
 #include "admin/test_cluster.h"
 #include "record/execution_record.h"
 #include "record/recorder.h"
@@ -21,6 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
+using namespace std::string_literals;
 
 constexpr const char* kToken = "records-test-token";
 // 2026-03-10 09:14:22 UTC.
@@ -226,6 +228,48 @@ TEST_F(RecordApiTest, EveryFormOfTheIdFindsIt) {
   ASSERT_EQ(job.status, 200);
   EXPECT_EQ(job.body["record"]["kind"], "job");
   EXPECT_EQ(job.body["mutations"], json::array());
+}
+
+// The plan PostgreSQL picks for a query with text parameters, one line per row.
+std::string planOf(const std::string& sql, const data::QueryParams& params) {
+  std::string types, values;
+  for (size_t i = 0; i < params.size(); ++i) {
+    types += (i > 0 ? ", " : "") + std::string("text");
+    values += (i > 0 ? ", '" : "'") + *params[i] + "'";
+  }
+  PGconn* conn = PQconnectdb(RecordsEnvironment::conninfo_.c_str());
+  // Without sequential scans, a query that cannot use an index says so in its plan (a scan
+  // with disable_cost); the few rows here would not show it otherwise.
+  PGresult* result = PQexec(conn, ("SET enable_seqscan = off; PREPARE q (" + types + ") AS " + sql +
+                                   "; EXPLAIN EXECUTE q (" + values + ")")
+                                      .c_str());
+  std::string plan;
+  EXPECT_EQ(PQresultStatus(result), PGRES_TUPLES_OK) << PQresultErrorMessage(result);
+  for (int row = 0; row < PQntuples(result); ++row) plan += PQgetvalue(result, row, 0) + "\n"s;
+  PQclear(result);
+  PQfinish(conn);
+  return plan;
+}
+
+TEST_F(RecordApiTest, HandlesOfEightDigitsOrMoreGoThroughTheHandleIndex) {
+  for (std::string ref : {"req:4f9a3b2c", "req:00004f9a3b2c", "4f9a3b2c", "req:9a3b2c"}) {
+    Answer answer = get("/_flux/records/" + ref);
+    ASSERT_EQ(answer.status, 200) << ref << ": " << answer.body.dump();
+    EXPECT_EQ(answer.body["record"]["id"], kSignup) << ref;
+
+    SqlQuery query = resolveRecordQuery(*parseRecordRef(ref));
+    std::string plan = planOf(query.sql, query.params);
+    if (ref == "req:9a3b2c") {  // six digits: compared on every row
+      EXPECT_EQ(plan.find("executions_handle_idx"), std::string::npos) << ref << ":\n" << plan;
+      continue;
+    }
+    // An index scan of its own, or a bitmap one beside the primary key's (bare hex digits).
+    bool scans_handle_index =
+        plan.find("Index Scan using executions_handle_idx") != std::string::npos ||
+        plan.find("Bitmap Index Scan on executions_handle_idx") != std::string::npos;
+    EXPECT_TRUE(scans_handle_index) << ref << ":\n" << plan;
+    EXPECT_EQ(plan.find("Seq Scan on executions"), std::string::npos) << ref << ":\n" << plan;
+  }
 }
 
 TEST_F(RecordApiTest, AmbiguousUnknownAndBadIds) {

@@ -5,10 +5,13 @@
 #include <charconv>
 #include <chrono>
 #include <map>
+#include <tuple>
+#include <utility>
 
 #include "admin/query_string.h"
 #include "base/ids.h"
 #include "record/execution_record.h"
+#include "record/schema.h"
 
 namespace flux::admin {
 
@@ -279,9 +282,25 @@ Result<RecordRef> parseRecordRef(std::string_view text) {
   return ref;
 }
 
+namespace {
+
+// The ids that end in the suffix's digits, with parameters from $first. From
+// record::kHandleKeyDigits digits on, the last ones go through the handle index and the rest are
+// compared on the rows it finds; fewer are compared on every row.
+std::pair<std::string, data::QueryParams> handleMatch(const std::string& suffix, int first) {
+  std::string compare = "right(replace(id::text, '-', ''), length($" + std::to_string(first) +
+                        "::text)) = $" + std::to_string(first) + "::text";
+  if (suffix.size() < record::kHandleKeyDigits) return {compare, {suffix}};
+  std::string key = std::string(record::kHandleKeySql) + " = decode($" + std::to_string(first + 1) +
+                    "::text, 'hex')";
+  return {key + " AND " + compare,
+          {suffix, suffix.substr(suffix.size() - record::kHandleKeyDigits)}};
+}
+
+}  // namespace
+
 SqlQuery resolveRecordQuery(const RecordRef& ref) {
-  // A prefix is a range of ids (the primary key's index answers it); a handle has no index
-  // and is compared on every row's last digits.
+  // A prefix is a range of ids (the primary key's index), a handle a key of the handle index.
   std::string where;
   data::QueryParams params;
   switch (ref.form) {
@@ -294,15 +313,15 @@ SqlQuery resolveRecordQuery(const RecordRef& ref) {
       params = {ref.low, ref.high};
       break;
     case RecordRef::Form::kSuffix:
-      where = "right(replace(id::text, '-', ''), length($1::text)) = $1::text";
-      params = {ref.suffix};
+      std::tie(where, params) = handleMatch(ref.suffix, 1);
       break;
-    case RecordRef::Form::kPrefixOrSuffix:
-      where =
-          "id BETWEEN $1::uuid AND $2::uuid\n"
-          "   OR right(replace(id::text, '-', ''), length($3::text)) = $3::text";
-      params = {ref.low, ref.high, ref.suffix};
+    case RecordRef::Form::kPrefixOrSuffix: {
+      auto [match, match_params] = handleMatch(ref.suffix, 3);
+      where = "id BETWEEN $1::uuid AND $2::uuid\n   OR (" + match + ")";
+      params = {ref.low, ref.high};
+      params.insert(params.end(), match_params.begin(), match_params.end());
       break;
+    }
   }
   std::string inner = "SELECT " + std::string(kInnerColumns) +
                       ", count(*) OVER () AS total\n"

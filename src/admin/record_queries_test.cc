@@ -111,13 +111,18 @@ TEST(RecordRefTest, TheResolveQueryBindsEveryInput) {
 
   auto handle = parseRecordRef("req:550e8400");
   SqlQuery suffix = resolveRecordQuery(*handle);
-  EXPECT_NE(suffix.sql.find("right(replace(id::text, '-', ''), length($1::text)) = $1::text"),
+  EXPECT_NE(suffix.sql.find("substr(uuid_send(id), 13) = decode($2::text, 'hex') AND "
+                            "right(replace(id::text, '-', ''), length($1::text)) = $1::text"),
             std::string::npos);
-  EXPECT_EQ(suffix.params, (data::QueryParams{"550e8400"}));
+  EXPECT_EQ(suffix.params, (data::QueryParams{"550e8400", "550e8400"}));
+  // Under 8 digits, no index can answer: every row's digits are compared.
+  SqlQuery short_suffix = resolveRecordQuery(*parseRecordRef("req:0e8400"));
+  EXPECT_EQ(short_suffix.sql.find("uuid_send"), std::string::npos);
+  EXPECT_EQ(short_suffix.params, (data::QueryParams{"0e8400"}));
 
   auto either = parseRecordRef("550e8400");
   SqlQuery both = resolveRecordQuery(*either);
-  EXPECT_EQ(both.params.size(), 3u);
+  EXPECT_EQ(both.params.size(), 4u);
   for (const SqlQuery* query : {&by_id, &range, &suffix, &both}) {
     EXPECT_EQ(query->sql.find("550e8400"), std::string::npos) << query->sql;
     EXPECT_NE(query->sql.find("count(*) OVER ()"), std::string::npos);
