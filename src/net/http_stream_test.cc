@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "net/http_server.h"
+#include "net/test_server.h"
 
 namespace flux::net {
 namespace {
@@ -81,14 +82,9 @@ class StreamingHandler : public RequestHandler {
 class StreamedResponseTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.port = 0;
-    options.workers = 1;
-    auto server = HttpServer::start(options, [shared = shared_](WorkerLoop&) {
-      return std::make_unique<StreamingHandler>(shared);
-    });
-    ASSERT_TRUE(server) << server.error().message;
-    server_ = std::move(*server);
+    server_ = testing::startTestServer(
+        [shared = shared_](WorkerLoop&) { return std::make_unique<StreamingHandler>(shared); });
+    ASSERT_NE(server_, nullptr);
   }
 
   // Runs fn on the worker that owns the stream, and waits for it.
