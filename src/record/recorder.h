@@ -30,8 +30,9 @@
 // backend run at idle priority, which under a saturated CPU means not at all: so once more than
 // half of max_queued records wait, the first submit (or the recorder) to see it raises both to
 // normal priority, and the recorder lowers them again once it caught up (under a batch waiting).
-// Under sustained saturation recording then costs the workers its full price (~62k
-// instructions a hello record, recorder and PostgreSQL together) instead of deferring it.
+// Under sustained saturation recording then costs the workers its full price (~64k
+// instructions a hello record, recorder and PostgreSQL together, about what serving the hello
+// request takes) instead of deferring it: bench/record.sh's later seconds show ~0.8x.
 // In bytes: a hello record holds ~2 KB, 200 MB at the default 100,000, as long as the gateway
 // caps bodies when it captures them (Redactor::capBody), since the recorder's own cap comes
 // later. Records are lost only when PostgreSQL and the spill file fail together while more
@@ -39,10 +40,10 @@
 //
 // Cost, in instructions (timings swing by a third on this shared 2-core VM): a hello record
 // takes ~31k on the recorder thread (redaction ~7k, JSON and COPY encoding ~18k, freeing it the
-// rest; bench/request_instructions.sh) and ~31k in PostgreSQL to store
-// (bench/record_instructions.sh). A worker pays under 1k to capture and submit it. Past what
-// the idle CPU can store, the memory bound spills and the replay catches up when the load
-// drops.
+// rest; bench/request_instructions.sh) and ~33k in PostgreSQL to store
+// (bench/record_instructions.sh; the primary key and the handle index ~16k of it). A worker
+// pays 1-3k to capture and submit it. Past what the idle CPU can store, the priority rises as
+// above.
 #pragma once
 
 #include <atomic>
