@@ -168,18 +168,6 @@ void JsonWriter::strings(const std::vector<std::string>& list) {
   out_ += ']';
 }
 
-void JsonWriter::firstKey(std::string_view name) {
-  out_ += '"';
-  out_.append(name);
-  out_ += "\":";
-}
-
-void JsonWriter::key(std::string_view name) {
-  out_ += ",\"";
-  out_.append(name);
-  out_ += "\":";
-}
-
 void JsonWriter::span(const Span& span, const ExecutionRecord* gateway_of) {
   out_ += '{';
   firstKey("id");
