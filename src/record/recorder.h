@@ -30,7 +30,7 @@
 // backend run at idle priority, which under a saturated CPU means not at all: so once more than
 // half of max_queued records wait, the first submit (or the recorder) to see it raises both to
 // normal priority, and the recorder lowers them again once it caught up (under a batch waiting).
-// Under sustained saturation recording then costs the workers its full price (~64k
+// Under sustained saturation recording then costs the workers its full price (~61k
 // instructions a hello record, recorder and PostgreSQL together, about what serving the hello
 // request takes) instead of deferring it: bench/record.sh's later seconds show ~0.8x.
 // In bytes: a hello record holds ~2 KB, 200 MB at the default 100,000, as long as the gateway
@@ -39,7 +39,7 @@
 // than max_queued wait (counted in `dropped`).
 //
 // Cost, in instructions (timings swing by a third on this shared 2-core VM): a hello record
-// takes ~31k on the recorder thread (redaction ~7k, JSON and COPY encoding ~18k, freeing it the
+// takes ~28k on the recorder thread (redaction ~7k, JSON and COPY encoding ~15k, freeing it the
 // rest; bench/request_instructions.sh) and ~33k in PostgreSQL to store
 // (bench/record_instructions.sh; the primary key and the handle index ~16k of it). A worker
 // pays 1-3k to capture and submit it. Past what the idle CPU can store, the priority rises as
