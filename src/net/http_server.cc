@@ -112,6 +112,7 @@ class Session : public std::enable_shared_from_this<Session> {
     http::request<http::string_body> raw = parser_->release();
     keep_alive_ = raw.keep_alive();
     http10_ = raw.version() < 11;
+    head_request_ = raw.method() == http::verb::head;
     HttpRequest request;
     request.method = std::string(raw.method_string());
     request.target = std::string(raw.target());
@@ -150,7 +151,12 @@ class Session : public std::enable_shared_from_this<Session> {
       out_head_ += "Content-Length: ";
       out_head_ += std::to_string(response.body.size());
       out_head_ += "\r\n";
-      out_body_ = std::move(response.body);
+      // A HEAD response says how long the body would be, without it.
+      if (head_request_) {
+        out_body_.clear();
+      } else {
+        out_body_ = std::move(response.body);
+      }
     }
     if (!keep_alive_) out_head_ += "Connection: close\r\n";
     out_head_ += "\r\n";
@@ -278,6 +284,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string out_body_;
   bool keep_alive_ = true;
   bool http10_ = false;
+  bool head_request_ = false;
   // Streamed bodies.
   std::deque<std::string> out_queue_;
   std::string writing_buf_;

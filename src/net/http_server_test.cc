@@ -116,6 +116,16 @@ TEST_F(HttpServerTest, KeepAliveResponsesAreTheHeadersAndTheBodyExactly) {
   EXPECT_EQ(client.read(kHello.size()), kHello);
 }
 
+TEST_F(HttpServerTest, AHeadResponseHasTheLengthWithoutTheBody) {
+  RawClient client(server_->port());
+  client.send("HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string_view head = kHello.substr(0, kHello.size() - 5);
+  EXPECT_EQ(client.read(head.size()), head);
+  // Nothing else came: the next response on the connection is whole.
+  client.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(client.read(kHello.size()), kHello);
+}
+
 TEST_F(HttpServerTest, FramingHeadersAreTheServersAndBrokenOnesAreDropped) {
   RawClient client(server_->port());
   client.send("GET /odd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
