@@ -38,8 +38,9 @@
 #                                 both, e.g. -s script.lua); raw output in $tmp/wrk-NAME.txt and
 #                                 $results/<bench_name>-NAME.wrk.txt
 #   wrk_run NAME CONNS URL [ARG...]  one measured run without warm-up (same files)
-#   compare_pairs LABEL A B CONNS PATH [ARG...]  A/B pairs of runs on two running servers, ABBA
-#                                 order; sets compared[LABEL] (see the function)
+#   compare_pairs LABEL A B CONNS PATH [ARG...]  A/B pairs of runs on two running servers (or
+#                                 two settings of one), ABBA order; sets compared[LABEL] (see
+#                                 the function)
 #   wrk_parse NAME                from that output set rps[NAME], p50[NAME], p99[NAME] (us) and
 #                                 errors[NAME] (socket errors + non-2xx/3xx answers)
 #   to_us VALUE                   wrk's "193.00us" / "1.20ms" / "2.00s" -> microseconds
@@ -280,9 +281,11 @@ wrk_parse() {
 # compare_pairs LABEL A B CONNECTIONS PATH [WRK_ARG...]: ROUNDS pairs of measured runs of
 # `wrk -cCONNECTIONS` on PATH of the running servers A and B (ports[A], ports[B]), in the order
 # A B, B A, A B, ... after one warm-up of each, so that the machine's drift in speed (these
-# machines are shared) hits both alike and each pair is compared within itself. After every run
-# it calls `after_run RUN SERVER` if the script defines that function (e.g. to wait until the
-# run's records are stored, so that deferred work does not spill into the next run).
+# machines are shared) hits both alike and each pair is compared within itself. A and B may be
+# two names for one server (the same port) that the script switches between: before every run,
+# warm-ups included, it calls `before_run RUN SERVER` if the script defines that function. After
+# every run it calls `after_run RUN SERVER` if defined (e.g. to wait until the run's records are
+# stored, so that deferred work does not spill into the next run).
 # Sets compared[LABEL] to "<median ratio> <min> <max> <added p50> <added p99> <rps A> <rps B>":
 # the median, min and max over the pairs of rps_B / rps_A, the medians of p50_B - p50_A and
 # p99_B - p99_A (us), and the median rps of each; pair_runs[LABEL] lists the runs.
@@ -293,6 +296,7 @@ compare_pairs() {
   local ratios=() d50=() d99=() rps_a=() rps_b=()
   for server in "$a" "$b"; do
     log "$label: warm-up of $server ($WARMUP)"
+    if declare -F before_run >/dev/null; then before_run "$label-$server-warmup" "$server"; fi
     wrk -t1 -c"$connections" -d"$WARMUP" "$@" "http://127.0.0.1:${ports[$server]}$path" \
       >"$tmp/wrk-$label-$server-warmup.txt"
     wrk_files_of[$server]+="$tmp/wrk-$label-$server-warmup.txt "
@@ -302,6 +306,7 @@ compare_pairs() {
     for server in "$first" "$second"; do
       run=$label-$server-$round
       log "$run: measuring $DURATION with $connections connections"
+      if declare -F before_run >/dev/null; then before_run "$run" "$server"; fi
       wrk_run "$run" "$connections" "http://127.0.0.1:${ports[$server]}$path" "$@"
       wrk_files_of[$server]+="$tmp/wrk-$run.txt "
       wrk_parse "$run"

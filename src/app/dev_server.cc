@@ -60,33 +60,26 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
     conninfo = dev->postgres_->connectionString();
     dev->database_description_ = "embedded PostgreSQL in .flux/pg";
   }
-  // FLUX_MUTATION_LOG exists for benchmarks only (bench/mutations.sh): `off` installs no
-  // capture triggers (the baseline), `plpgsql` the fallback capture instead of the C one.
+  // FLUX_MUTATION_LOG=plpgsql exists for benchmarks only (bench/mutations.sh): the fallback
+  // capture instead of the C one. The mutation log goes first, so that what migrations write is
+  // logged too.
   const char* log_switch = std::getenv("FLUX_MUTATION_LOG");
-  std::string_view log_mode = log_switch == nullptr ? "" : log_switch;
-  bool log_mutations = log_mode != "off";
-  if (!log_mutations) log.write("mutation log OFF (FLUX_MUTATION_LOG=off): for measurement only");
-  if (log_mode == "plpgsql") {
+  bool plpgsql_only = log_switch != nullptr && std::string_view(log_switch) == "plpgsql";
+  if (plpgsql_only) {
     log.write("mutation log: plpgsql capture (FLUX_MUTATION_LOG=plpgsql): for measurement only");
   }
-  // The mutation log first, so that what migrations write is logged too.
-  if (log_mutations) {
-    auto installed =
-        data::installMutationLog(conninfo, log_mode == "plpgsql" ? data::CaptureChoice::kPlpgsqlOnly
-                                                                 : data::CaptureChoice::kPreferC);
-    if (!installed) return std::unexpected(installed.error());
-    if (!installed->why_plpgsql.empty()) {
-      log.write("mutation log: the plpgsql capture, slower than the C library: " +
-                installed->why_plpgsql);
-    }
+  auto installed = data::installMutationLog(
+      conninfo, plpgsql_only ? data::CaptureChoice::kPlpgsqlOnly : data::CaptureChoice::kPreferC);
+  if (!installed) return std::unexpected(installed.error());
+  if (!installed->why_plpgsql.empty()) {
+    log.write("mutation log: the plpgsql capture, slower than the C library: " +
+              installed->why_plpgsql);
   }
   auto applied = applyMigrations(conninfo, dev->project_.root / "migrations");
   if (!applied) return std::unexpected(applied.error());
   for (const std::string& name : *applied) log.write("migration applied: " + name);
-  if (log_mutations) {
-    if (auto captured = data::captureAllTables(conninfo); !captured) {
-      return std::unexpected(captured.error());
-    }
+  if (auto captured = data::captureAllTables(conninfo); !captured) {
+    return std::unexpected(captured.error());
   }
 
   // Every execution is recorded (FLUX_RECORD=off exists for benchmarks only).

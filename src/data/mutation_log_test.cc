@@ -1022,8 +1022,9 @@ TEST_P(CCaptureTest, StoreIgnoresTheSessionSearchPath) {
 }
 
 // The C capture stores rows without an INSERT statement: columns it does not know take their
-// defaults (also after the table changed under a live session), row triggers on the table run,
-// and a table it cannot use that way (forced row level security) goes through SQL.
+// defaults (also after the table changed under a live session) and an index a later version adds
+// gets its entries; a table with what only an INSERT statement runs (row triggers, an expression
+// index, forced row level security) goes through SQL.
 TEST_P(CCaptureTest, StoreFollowsTheTableAsItChanges) {
   install();
   Session s = session();
@@ -1032,9 +1033,41 @@ TEST_P(CCaptureTest, StoreFollowsTheTableAsItChanges) {
   s.exec("INSERT INTO public.users VALUES (1, 'a')");
   commitRequest(s);
 
-  // A column a later version adds, with a default, while this session keeps its backend.
+  // A column a later version adds, with a default, and an index, while this session keeps its
+  // backend.
   Session admin = session();
   admin.exec("ALTER TABLE flux.state_mutations ADD COLUMN origin text NOT NULL DEFAULT 'flux'");
+  admin.exec("CREATE INDEX state_mutations_op_idx ON flux.state_mutations (op, origin)");
+  beginRequest(s);
+  s.exec("UPDATE public.users SET name = 'a2'");
+  commitRequest(s);
+  EXPECT_EQ(admin.value("SELECT count(*) FROM flux.state_mutations WHERE op = 'UPDATE'"), "1");
+  // The index holds the row: an index-only scan answers from it alone.
+  admin.exec("VACUUM flux.state_mutations");
+  admin.exec("SET enable_seqscan = off");
+  admin.exec("SET enable_bitmapscan = off");
+  EXPECT_EQ(admin.value("SELECT count(*) FROM flux.state_mutations WHERE op = 'UPDATE' AND "
+                        "origin = 'flux'"),
+            "1");
+  std::string plan;
+  for (const Row& line : admin.query("EXPLAIN SELECT count(*) FROM flux.state_mutations WHERE "
+                                     "op = 'UPDATE' AND origin = 'flux'")) {
+    plan += line[0].value_or("") + "\n";
+  }
+  EXPECT_NE(plan.find("Index Only Scan using state_mutations_op_idx"), std::string::npos) << plan;
+  admin.exec("RESET enable_seqscan");
+  admin.exec("RESET enable_bitmapscan");
+  admin.exec("DROP INDEX flux.state_mutations_op_idx");
+  // An expression index: through SQL, which computes it.
+  admin.exec("CREATE INDEX state_mutations_lower_op_idx ON flux.state_mutations (lower(op))");
+  beginRequest(s);
+  s.exec("UPDATE public.users SET name = 'a3'");
+  commitRequest(s);
+  admin.exec("SET enable_seqscan = off");
+  EXPECT_EQ(admin.value("SELECT count(*) FROM flux.state_mutations WHERE lower(op) = 'update'"),
+            "2");
+  admin.exec("RESET enable_seqscan");
+  admin.exec("DROP INDEX flux.state_mutations_lower_op_idx");
   admin.exec("CREATE TABLE flux.inserted (n int)");
   admin.exec(R"(CREATE FUNCTION flux.count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -1054,6 +1087,8 @@ END $$)");
   EXPECT_EQ(admin.query("SELECT op, origin, actor, rows_affected, id > 0 FROM flux.state_mutations "
                         "ORDER BY id"),
             (std::vector<Row>{{"INSERT", "flux", std::nullopt, "1", "t"},
+                              {"UPDATE", "flux", std::nullopt, "1", "t"},
+                              {"UPDATE", "flux", std::nullopt, "1", "t"},
                               {"UPDATE", "flux", "set by a BEFORE trigger", "1", "t"}}));
   EXPECT_EQ(admin.value("SELECT count(*) FROM flux.inserted"), "2");
 

@@ -19,10 +19,13 @@
 #include "postgres.h"
 // clang-format on
 
+#include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/transam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_proc.h"
@@ -52,6 +55,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -675,26 +679,33 @@ static void buildLayout(Relation rel) {
   layout.relid = RelationGetRelid(rel);
 }
 
-// The fast path: the rows go into the table the way logical replication applies an INSERT
-// (ExecSimpleRelationInsert: constraints, indexes, row triggers), without planning or starting
-// an executor for a statement, which costs as much as the insert itself. Columns the capture
-// does not set (id, and any a later version adds) get their defaults. Returns false, having
-// done nothing, when the table is not a plain table or row level security applies to the
-// owner: storeWithSql handles those.
+// Whether the fast path may store into the table: a plain table as Flux makes it, with no row
+// triggers, CHECK constraints or generated columns, that row level security does not apply to.
+// Its indexes are checked as they are opened (storeDirectly).
+static bool plainTable(Relation rel) {
+  TupleConstr* constraints = RelationGetDescr(rel)->constr;
+  return rel->rd_rel->relkind == RELKIND_RELATION && rel->trigdesc == NULL &&
+         (constraints == NULL ||
+          (constraints->num_check == 0 && !constraints->has_generated_stored));
+}
+
+// The fast path: heap_insert and one index_insert per index, the way a catalogue row is stored
+// (CatalogTupleInsert), without the executor state, result relation and tuple slot of
+// ExecSimpleRelationInsert (~10k instructions a commit). Columns the capture does not set (id,
+// and any a later version adds) get their defaults; NOT NULL is checked here, as nothing else
+// would. Returns false, having stored nothing, when the table or one of its indexes is beyond
+// it (an expression, partial, exclusion or deferred unique index): storeWithSql handles those.
 static bool storeDirectly(Oid relid, Datum request_uuid, bool request_null) {
   Relation rel;
   TupleDesc desc;
-  EState* estate;
-  RangeTblEntry* rte;
-  ResultRelInfo* info;
-  TupleTableSlot* slot;
-  ExprContext* econtext;
-  MemoryContext caller;
+  List* index_oids;
+  Relation* indexes;
+  IndexInfo** infos;
+  int opened = 0;
+  bool direct;
+  ListCell* cell;
 
-  if (get_rel_relkind(relid) != RELKIND_RELATION ||
-      check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED) {
-    return false;
-  }
+  if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED) return false;
   if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK) {
     ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                     errmsg("flux cannot store captured rows: the owner of flux.capture() may "
@@ -703,56 +714,77 @@ static bool storeDirectly(Oid relid, Datum request_uuid, bool request_null) {
   // Taking the lock processes pending invalidations: the layout is current after it.
   rel = table_open(relid, RowExclusiveLock);
   desc = RelationGetDescr(rel);
-  if (layout.context == NULL || layout_stale || layout.relid != relid ||
-      layout.natts != desc->natts) {
+  direct = plainTable(rel);
+  if (direct && (layout.context == NULL || layout_stale || layout.relid != relid ||
+                 layout.natts != desc->natts)) {
     buildLayout(rel);
   }
-  estate = CreateExecutorState();
-  rte = makeNode(RangeTblEntry);
-  rte->rtekind = RTE_RELATION;
-  rte->relid = relid;
-  rte->relkind = RELKIND_RELATION;
-  rte->rellockmode = RowExclusiveLock;
-  ExecInitRangeTable(estate, list_make1(rte));
-  info = makeNode(ResultRelInfo);
-  InitResultRelInfo(info, rel, 1, NULL, 0);
-  estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, info);
-  estate->es_output_cid = GetCurrentCommandId(true);
-  ExecOpenIndices(info, false);
-  slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
-  econtext = GetPerTupleExprContext(estate);
-
-  AfterTriggerBeginQuery();
-  for (int i = buffer.stored; i < buffer.count; ++i) {
-    Datum values[kStoredColumns];
-    bool nulls[kStoredColumns];
-    caller = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
-    storedValues(&buffer.rows[i], request_uuid, request_null, values, nulls);
-    ExecClearTuple(slot);
-    for (int a = 0; a < desc->natts; ++a) {
-      int from = layout.source[a];
-      if (from >= 0) {
-        slot->tts_values[a] = values[from];
-        slot->tts_isnull[a] = nulls[from];
-      } else if (layout.defaults[a] != NULL) {
-        slot->tts_values[a] = ExecEvalExpr(layout.defaults[a], econtext, &slot->tts_isnull[a]);
-      } else {
-        slot->tts_values[a] = (Datum)0;
-        slot->tts_isnull[a] = true;
-      }
-    }
-    ExecStoreVirtualTuple(slot);
-    ExecSimpleRelationInsert(info, estate, slot);
-    MemoryContextSwitchTo(caller);
-    ResetPerTupleExprContext(estate);
+  index_oids = RelationGetIndexList(rel);
+  indexes = palloc(Max(list_length(index_oids), 1) * sizeof(Relation));
+  infos = palloc(Max(list_length(index_oids), 1) * sizeof(IndexInfo*));
+  foreach (cell, index_oids) {
+    if (!direct) break;
+    indexes[opened] = index_open(lfirst_oid(cell), RowExclusiveLock);
+    infos[opened] = BuildIndexInfo(indexes[opened]);
+    direct = infos[opened]->ii_Expressions == NIL && infos[opened]->ii_Predicate == NIL &&
+             infos[opened]->ii_ExclusionOps == NULL &&
+             (!infos[opened]->ii_Unique || indexes[opened]->rd_index->indimmediate);
+    ++opened;
   }
-  AfterTriggerEndQuery(estate);
 
-  ExecCloseIndices(info);
-  ExecResetTupleTable(estate->es_tupleTable, false);
-  FreeExecutorState(estate);
+  if (direct) {
+    // The defaults run in its per-tuple memory, which also holds each row's values and tuple.
+    ExprContext* econtext = CreateStandaloneExprContext();
+    Datum* attributes = palloc(desc->natts * sizeof(Datum));
+    bool* attribute_nulls = palloc(desc->natts * sizeof(bool));
+    for (int i = buffer.stored; i < buffer.count; ++i) {
+      MemoryContext caller = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+      Datum values[kStoredColumns];
+      bool nulls[kStoredColumns];
+      HeapTuple tuple;
+      storedValues(&buffer.rows[i], request_uuid, request_null, values, nulls);
+      for (int a = 0; a < desc->natts; ++a) {
+        Form_pg_attribute attribute = TupleDescAttr(desc, a);
+        int from = layout.source[a];
+        if (from >= 0) {
+          attributes[a] = values[from];
+          attribute_nulls[a] = nulls[from];
+        } else if (layout.defaults[a] != NULL) {
+          attributes[a] = ExecEvalExpr(layout.defaults[a], econtext, &attribute_nulls[a]);
+        } else {
+          attributes[a] = (Datum)0;
+          attribute_nulls[a] = true;
+        }
+        if (attribute_nulls[a] && attribute->attnotnull && !attribute->attisdropped) {
+          ereport(ERROR, (errcode(ERRCODE_NOT_NULL_VIOLATION),
+                          errmsg("flux cannot store captured rows: no value for "
+                                 "flux.state_mutations.%s, which is NOT NULL without a default",
+                                 NameStr(attribute->attname))));
+        }
+      }
+      tuple = heap_form_tuple(desc, attributes, attribute_nulls);
+      heap_insert(rel, tuple, GetCurrentCommandId(true), 0, NULL);
+      for (int x = 0; x < opened; ++x) {
+        Datum key[INDEX_MAX_KEYS];
+        bool key_nulls[INDEX_MAX_KEYS];
+        if (!infos[x]->ii_ReadyForInserts) continue;
+        for (int k = 0; k < infos[x]->ii_NumIndexAttrs; ++k) {
+          AttrNumber column = infos[x]->ii_IndexAttrNumbers[k];
+          key[k] = attributes[column - 1];
+          key_nulls[k] = attribute_nulls[column - 1];
+        }
+        index_insert(indexes[x], key, key_nulls, &tuple->t_self, rel,
+                     infos[x]->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, infos[x]);
+      }
+      MemoryContextSwitchTo(caller);
+      ResetExprContext(econtext);
+    }
+    FreeExprContext(econtext, true);
+  }
+
+  for (int x = 0; x < opened; ++x) index_close(indexes[x], NoLock);
   table_close(rel, NoLock);
-  return true;
+  return direct;
 }
 
 // The general path, through SPI: one INSERT ... VALUES per row.
