@@ -31,6 +31,7 @@
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "common/jsonapi.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -523,6 +524,17 @@ static bool sameValue(Form_pg_attribute attribute, Datum a, Datum b) {
   TypeCacheEntry* type;
   if (datumIsEqual(a, b, attribute->attbyval, attribute->attlen)) return true;
   if (OidIsValid(attribute->attcollation)) return false;
+  switch (attribute->atttypid) {  // equal exactly when their bits are
+    case BOOLOID:
+    case INT2OID:
+    case INT4OID:
+    case INT8OID:
+    case OIDOID:
+    case DATEOID:
+    case TIMESTAMPOID:
+    case TIMESTAMPTZOID:
+      return false;
+  }
   if (attribute->atttypid == JSONOID) {  // no equality of its own: compared as jsonb
     return DatumGetBool(DirectFunctionCall2(
         jsonb_eq, DirectFunctionCall1(jsonb_in, CStringGetDatum(TextDatumGetCString(a))),
@@ -585,14 +597,17 @@ static const Oid kStoredColumnTypes[kStoredColumns] = {
     UUIDOID, TEXTOID, TEXTOID,      TEXTOID, INT8OID,        TEXTOID,
     JSONOID, JSONOID, TEXTARRAYOID, INT8OID, TIMESTAMPTZOID, BOOLOID};
 
-// flux.row_key(schema, table, pk), the row index's key: the same bytes hashed the same way.
+// flux.row_key(schema, table, pk), the row index's key: the same bytes hashed the same way
+// (hashtextextended under COLLATE "C" hashes the text's bytes).
 static int64 rowKey(const char* schema, const char* table, const char* pk) {
   StringInfoData key;
   initStringInfo(&key);
-  appendStringInfo(&key, "%s.%s.%s", schema, table, pk == NULL ? "" : pk);
-  return DatumGetInt64(DirectFunctionCall2Coll(hashtextextended, C_COLLATION_OID,
-                                               PointerGetDatum(cstring_to_text(key.data)),
-                                               Int64GetDatum(0)));
+  appendStringInfoString(&key, schema);
+  appendStringInfoChar(&key, '.');
+  appendStringInfoString(&key, table);
+  appendStringInfoChar(&key, '.');
+  if (pk != NULL) appendStringInfoString(&key, pk);
+  return DatumGetInt64(hash_any_extended((const unsigned char*)key.data, key.len, 0));
 }
 
 // The values of a row, in the memory context current at the call.
@@ -713,6 +728,12 @@ static bool storeDirectly(Oid relid, Datum request_uuid, bool request_null) {
   }
   // Taking the lock processes pending invalidations: the layout is current after it.
   rel = table_open(relid, RowExclusiveLock);
+  if (layout_stale && (strcmp(RelationGetRelationName(rel), "state_mutations") != 0 ||
+                       RelationGetNamespace(rel) != get_namespace_oid("flux", false))) {
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("flux cannot store captured rows: flux.state_mutations was renamed "
+                           "or moved while this transaction ran")));
+  }
   desc = RelationGetDescr(rel);
   direct = plainTable(rel);
   if (direct && (layout.context == NULL || layout_stale || layout.relid != relid ||
@@ -864,7 +885,11 @@ static void storeBuffered(void) {
     request_uuid = requestUuid(request_id);
     request_null = false;
   }
-  relid = get_relname_relid("state_mutations", get_namespace_oid("flux", false));
+  // The table the layout was built for while no invalidation has touched it since (one arriving
+  // now is seen when storeDirectly locks the table, which then checks the name again).
+  relid = layout.context != NULL && !layout_stale
+              ? layout.relid
+              : get_relname_relid("state_mutations", get_namespace_oid("flux", false));
   if (!OidIsValid(relid)) {
     ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
                     errmsg("flux cannot store captured rows: flux.state_mutations is missing")));
