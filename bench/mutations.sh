@@ -8,7 +8,8 @@
 # library). Each is measured against itself with the log off: before every 'off' run the script
 # drops the capture trigger from `counters` with psql, before every 'on' run it installs it
 # again (flux.install_capture), so that the two sides of a pair share one process, its V8 code
-# and its connections (two processes differed by up to ~20% in rps with the same settings).
+# and its connections (an A/A run of two identical servers: medians 1.06 at 32 connections and
+# 0.91 at 1, single pairs 0.80-1.24).
 # ROUNDS pairs of wrk runs per comparison in the order off on, on off, ... (compare_pairs in
 # lib.sh), with 32 connections (saturation: the rps ratio) and with 1 connection (the latency a
 # logged write adds). Afterwards it checks with psql that each server logged one

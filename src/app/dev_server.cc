@@ -82,11 +82,20 @@ Result<std::unique_ptr<DevServer>> DevServer::start(DevOptions options, LogSink&
     return std::unexpected(captured.error());
   }
 
-  // Every execution is recorded (FLUX_RECORD=off exists for benchmarks only).
+  // Every execution is recorded. FLUX_RECORD exists for benchmarks only: `off` makes no
+  // recorder, `switchable` one that SIGUSR1 pauses and SIGUSR2 resumes (bench/record.sh
+  // compares the two states in one process).
   const char* record_switch = std::getenv("FLUX_RECORD");
-  if (record_switch != nullptr && std::string_view(record_switch) == "off") {
+  std::string_view record_mode = record_switch == nullptr ? "" : record_switch;
+  if (record_mode == "off") {
     log.write("recording OFF (FLUX_RECORD=off): for measurement only");
   } else {
+    dev->recording_switchable_ = record_mode == "switchable";
+    if (dev->recording_switchable_) {
+      log.write(
+          "recording switchable (FLUX_RECORD=switchable): SIGUSR1 pauses it, SIGUSR2 "
+          "resumes it; for measurement only");
+    }
     if (auto installed = record::installRecordSchema(conninfo); !installed) {
       return std::unexpected(installed.error());
     }
@@ -299,8 +308,16 @@ int runDev(const DevOptions& options) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  record::Recorder* switchable = (*dev)->switchableRecorder();
+  if (switchable != nullptr) {
+    sigaddset(&signals, SIGUSR1);
+    sigaddset(&signals, SIGUSR2);
+  }
   int received = 0;
-  sigwait(&signals, &received);
+  while (sigwait(&signals, &received) == 0 && (received == SIGUSR1 || received == SIGUSR2)) {
+    switchable->setPaused(received == SIGUSR1);
+    log.write(received == SIGUSR1 ? "recording paused (SIGUSR1)" : "recording resumed (SIGUSR2)");
+  }
   log.write(fmt::format("\nflux dev: {}, shutting down",
                         received == SIGINT ? "interrupted" : "terminated"));
   dev->reset();

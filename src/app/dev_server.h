@@ -43,6 +43,11 @@ class DevServer {
   uint16_t port() const { return server_->port(); }
   const Project& project() const { return project_; }
   const std::string& databaseDescription() const { return database_description_; }
+  // The recorder that SIGUSR1 / SIGUSR2 pause and resume (FLUX_RECORD=switchable, for
+  // measurement only), or null.
+  record::Recorder* switchableRecorder() const {
+    return recording_switchable_ ? recorder_.get() : nullptr;
+  }
 
  private:
   DevServer(DevOptions options, LogSink& log) : options_(std::move(options)), log_(log) {}
@@ -59,6 +64,7 @@ class DevServer {
   std::unique_ptr<EmbeddedPostgres> postgres_;
   // Outlives the server (workers submit to it); destroyed before PostgreSQL stops, flushing.
   std::unique_ptr<record::Recorder> recorder_;
+  bool recording_switchable_ = false;
   // The live stream's one LISTEN connection (GET /_flux/records/stream), shared by every
   // worker's admin API: outlives the server, destroyed before PostgreSQL stops.
   std::unique_ptr<admin::RecordFeed> record_feed_;
@@ -73,7 +79,8 @@ class DevServer {
   uint64_t next_version_ = 1;
 };
 
-// Runs `flux dev` until SIGINT or SIGTERM; returns the process exit code.
+// Runs `flux dev` until SIGINT or SIGTERM (SIGUSR1 / SIGUSR2 pause and resume a switchable
+// recorder); returns the process exit code.
 int runDev(const DevOptions& options);
 
 }  // namespace flux::app

@@ -1,7 +1,7 @@
 // The composition root of the `flux` binary: parses the command line and runs a command.
-#include <CLI/CLI.hpp>
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "app/dev_server.h"
@@ -11,11 +11,15 @@
 
 int main(int argc, char** argv) {
   // Signals are taken synchronously (sigwait) by the command that waits for them; block them
-  // before any thread starts so that every thread inherits the mask.
+  // before any thread starts so that every thread inherits the mask. SIGUSR1 / SIGUSR2 pause
+  // and resume recording in `FLUX_RECORD=switchable flux dev` (for measurement); blocked, they
+  // do nothing to any other command.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
+  sigaddset(&signals, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -30,7 +34,8 @@ int main(int argc, char** argv) {
   flux::app::DevOptions dev_options;
   std::string project_dir = ".";
   int idle_timeout_ms = 30'000;
-  auto* dev = app.add_subcommand("dev", "Serve the project's functions locally, reloading on change");
+  auto* dev =
+      app.add_subcommand("dev", "Serve the project's functions locally, reloading on change");
   dev->add_option("dir", project_dir, "Project directory (default: .)");
   dev->add_option("--port", dev_options.port, "Port to listen on (0: any free port)")
       ->default_val(4000);
@@ -55,8 +60,10 @@ int main(int argc, char** argv) {
       fprintf(stderr, "flux init: %s\n", made.error().message.c_str());
       return 1;
     }
-    printf("Created a Flux project in %s\n\n  cd %s\n  flux dev\n  curl 'http://127.0.0.1:4000/hello?name=Flux'\n",
-           init_dir.c_str(), init_dir.c_str());
+    printf(
+        "Created a Flux project in %s\n\n  cd %s\n  flux dev\n  curl "
+        "'http://127.0.0.1:4000/hello?name=Flux'\n",
+        init_dir.c_str(), init_dir.c_str());
     return 0;
   }
   if (dev->parsed()) {

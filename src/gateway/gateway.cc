@@ -56,7 +56,7 @@ Gateway::Execution Gateway::begin(std::string_view method, std::string_view targ
 // The request as recorded: headers and a capped body, raw (the recorder redacts secrets on its
 // own thread).
 void Gateway::capture(Execution& e, const net::HttpRequest& request) const {
-  if (recorder_ == nullptr) return;
+  if (!recording()) return;
   record::HttpCapture& in = e.request.emplace();
   in.method = request.method;
   in.path = e.path;
@@ -73,7 +73,7 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
   auto elapsed = clock_.steadyNow() - e.start;
   log_.write(fmt::format("{} {} {} {} req:{}", e.method, e.path, response.status,
                          formatDuration(elapsed), std::string_view(id_text).substr(28)));
-  if (recorder_ == nullptr) {
+  if (!recording()) {
     respond(std::move(response));
     return;
   }

@@ -50,6 +50,8 @@ class Gateway final : public net::RequestHandler {
     std::string function;
   };
   Execution begin(std::string_view method, std::string_view target);
+  // Whether this execution is recorded: there is a recorder, and it is not paused.
+  bool recording() const { return recorder_ != nullptr && !recorder_->paused(); }
   void capture(Execution& execution, const net::HttpRequest& request) const;
   // Adds x-request-id, logs the request line, responds, then hands the record to the
   // recorder (off the response's path).

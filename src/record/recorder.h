@@ -127,6 +127,11 @@ class Recorder {
 
   RecorderStats stats() const;
 
+  // Any thread. For measurement only (FLUX_RECORD=switchable, bench/record.sh): while paused,
+  // the gateway builds and submits no record, as if it had no recorder.
+  void setPaused(bool paused) { paused_.store(paused, std::memory_order_relaxed); }
+  bool paused() const { return paused_.load(std::memory_order_relaxed); }
+
  private:
   using Batch = std::vector<std::unique_ptr<ExecutionRecord>>;
   using SteadyTime = std::chrono::steady_clock::time_point;
@@ -196,6 +201,7 @@ class Recorder {
   std::atomic<pid_t> thread_id_{0};
   std::atomic<pid_t> backend_id_{0};
   std::atomic<bool> raised_{false};
+  std::atomic<bool> paused_{false};
   std::mutex mutex_;  // the recorder's sleep, and stopping_
   std::condition_variable ready_;
   bool stopping_ = false;
