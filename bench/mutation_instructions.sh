@@ -5,7 +5,7 @@
 # with the C capture, a `counters` table with the capture trigger and a copy `plain` without
 # it) and stops; then PostgreSQL runs in single-user mode under valgrind's callgrind, on a copy
 # of that cluster each time, a script of request transactions as Flux sends them:
-#   BEGIN; SELECT set_config('flux.request_id', <new id>, true), set_config('flux.capture', ...);
+#   BEGIN; SET LOCAL flux.request_id = <new id>; SET LOCAL flux.capture = 'on';
 #   EXECUTE u(<id>);  -- PREPAREd: update <table> set n = n + 1 where id = $1
 #   COMMIT;
 # N1 and N2 transactions (defaults 500 and 1500): (instructions(N2) - instructions(N1)) / (N2 -
@@ -66,7 +66,7 @@ script() {  # script TABLE N: N request transactions, each with a new request id
   awk -v n="$2" -v base="$((RANDOM * 100000))" 'BEGIN {
     for (i = 1; i <= n; i++) {
       print "BEGIN;"
-      printf "SELECT set_config('"'"'flux.request_id'"'"', '"'"'0190f3c2-7a1b-7c3d-8e4f-%012x'"'"', true), set_config('"'"'flux.capture'"'"', '"'"'on'"'"', true);\n", base + i
+      printf "SET LOCAL flux.request_id = '"'"'0190f3c2-7a1b-7c3d-8e4f-%012x'"'"'; SET LOCAL flux.capture = '"'"'on'"'"';\n", base + i
       printf "EXECUTE u(%d);\n", (i * 7919) % 1000 + 1
       print "COMMIT;"
     } }'

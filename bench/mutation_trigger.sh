@@ -120,7 +120,7 @@ request_script() {  # TABLE [STORE_SQL]
   cat <<EOF
 \set id random(1, $ROWS)
 BEGIN;
-SELECT set_config('flux.request_id', '$request_id', true), set_config('flux.capture', 'on', true);
+SET LOCAL flux.request_id = '$request_id'; SET LOCAL flux.capture = 'on';
 UPDATE public.bench_$1 SET balance = balance + 1 WHERE id = :id;
 ${2:+$2;}
 COMMIT;

@@ -585,8 +585,8 @@ Result<std::string> beginRequestTransactionSql(std::string_view request_id) {
                 "request id \"" + std::string(request_id.substr(0, 64)) +
                     "\" is not a UUID in canonical form (8-4-4-4-12 hex digits)");
   }
-  return "BEGIN; SELECT set_config('flux.request_id', '" + std::string(request_id) +
-         "', true), set_config('flux.capture', 'on', true)";
+  return "BEGIN; SET LOCAL flux.request_id = '" + std::string(request_id) +
+         "'; SET LOCAL flux.capture = 'on'";
 }
 
 }  // namespace flux::data

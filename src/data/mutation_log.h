@@ -117,8 +117,9 @@ extern const char* const kStoreCapturedSql;
 extern const char* const kStoreZeroRowSql;
 
 // The script that opens a request's transaction:
-//   BEGIN; SELECT set_config('flux.request_id', '<id>', true), set_config('flux.capture', 'on',
-//   true)
+//   BEGIN; SET LOCAL flux.request_id = '<id>'; SET LOCAL flux.capture = 'on'
+// Utility statements, never planned: the same settings as SELECT set_config(..., true), which
+// cost ~52k more instructions of PostgreSQL's a transaction (bench/mutation_instructions.sh).
 // request_id is inlined, so it must be a UUID in canonical form (8-4-4-4-12 hex digits);
 // anything else is kInvalidArgument.
 Result<std::string> beginRequestTransactionSql(std::string_view request_id);

@@ -965,9 +965,7 @@ TEST_P(CCaptureTest, AnErrorWhileStoringFailsTheCommit) {
   install();
   Session s = session();
   s.exec("CREATE TABLE public.users (id int PRIMARY KEY)");
-  s.script(
-      "BEGIN; SELECT set_config('flux.request_id', 'not-a-uuid', true), "
-      "set_config('flux.capture', 'on', true)");
+  s.script("BEGIN; SET LOCAL flux.request_id = 'not-a-uuid'; SET LOCAL flux.capture = 'on'");
   s.exec("INSERT INTO public.users VALUES (1)");
   EXPECT_EQ(s.failing("COMMIT"), "22P02");
   EXPECT_EQ(s.rolledBackNotices().size(), 1u);
@@ -1119,8 +1117,8 @@ TEST(BeginRequestTransactionSql, InlinesACanonicalUuid) {
   auto sql = beginRequestTransactionSql("0190f3c2-7a1b-7c3d-8e4f-123456789ABC");
   ASSERT_TRUE(sql) << sql.error().toString();
   EXPECT_EQ(*sql,
-            "BEGIN; SELECT set_config('flux.request_id', '0190f3c2-7a1b-7c3d-8e4f-123456789ABC', "
-            "true), set_config('flux.capture', 'on', true)");
+            "BEGIN; SET LOCAL flux.request_id = '0190f3c2-7a1b-7c3d-8e4f-123456789ABC'; SET LOCAL "
+            "flux.capture = 'on'");
 }
 
 TEST(BeginRequestTransactionSql, RejectsAnythingElse) {

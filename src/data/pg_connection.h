@@ -64,7 +64,7 @@ class PgConnection {
   // the order the queries were issued.
   void query(std::string sql, QueryParams params, Prepare prepare, QueryCallback done);
   // Runs a script of one or more statements with no parameters (simple protocol), e.g.
-  // "BEGIN; SELECT set_config(...)". The result is the last statement's.
+  // "BEGIN; SET LOCAL ...". The result is the last statement's.
   void execute(std::string script, QueryCallback done);
 
   void setNoticeHandler(std::function<void(const PgNotice&)> handler);
