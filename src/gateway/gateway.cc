@@ -1,7 +1,6 @@
 #include "gateway/gateway.h"
 
-#include <fmt/format.h>
-
+#include <charconv>
 #include <memory>
 #include <set>
 
@@ -12,9 +11,32 @@ namespace flux::gateway {
 
 namespace {
 
-std::string formatDuration(std::chrono::steady_clock::duration d) {
-  double ms = std::chrono::duration<double, std::milli>(d).count();
-  return ms < 10 ? fmt::format("{:.1f}ms", ms) : fmt::format("{:.0f}ms", ms);
+void appendNumber(std::string& out, int64_t n) {
+  char digits[24];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
+}
+
+// The dev console's request line: "GET /hello 200 0.4ms req:1a2b3c4d" (tenths of a millisecond
+// below 10 ms, whole ones above), put together by hand: formatting it through fmt, doubles
+// and all, cost ~2k instructions a request.
+std::string requestLine(std::string_view method, std::string_view path, int status,
+                        std::chrono::steady_clock::duration elapsed, std::string_view id) {
+  int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
+  std::string line;
+  line.reserve(method.size() + path.size() + 40);
+  line.append(method).append(" ").append(path).append(" ");
+  appendNumber(line, status);
+  line += ' ';
+  if (us < 9'950) {
+    int64_t tenths = (us + 50) / 100;
+    appendNumber(line, tenths / 10);
+    line += '.';
+    line += static_cast<char>('0' + tenths % 10);
+  } else {
+    appendNumber(line, (us + 500) / 1000);
+  }
+  line.append("ms req:").append(id.substr(28));
+  return line;
 }
 
 }  // namespace
@@ -71,8 +93,7 @@ void Gateway::reply(Execution& e, net::HttpResponse response, net::Responder& re
   std::string id_text = e.id.toString();
   response.headers.push_back({"x-request-id", id_text});
   auto elapsed = clock_.steadyNow() - e.start;
-  log_.write(fmt::format("{} {} {} {} req:{}", e.method, e.path, response.status,
-                         formatDuration(elapsed), std::string_view(id_text).substr(28)));
+  log_.write(requestLine(e.method, e.path, response.status, elapsed, id_text));
   if (!recording()) {
     respond(std::move(response));
     return;
