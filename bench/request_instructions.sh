@@ -6,8 +6,9 @@
 # 3000) GET /hello over one keep-alive connection. For each thread,
 # (instructions(N2) - instructions(N1)) / (N2 - N1) is its cost per request, start-up (the
 # cluster, bundling, V8 compiling the function) cancelled out. Prints:
-#   worker    the worker thread that served the requests: off, on, and what recording adds
-#             there (capturing the request and response, building and submitting the record);
+#   worker    the worker threads (every one that ran Gateway::handle): off, on, and what
+#             recording adds there (capturing the request and response, building and
+#             submitting the record);
 #   recorder  the recorder thread, per record: redaction, JSON and COPY encoding, freeing it
 #             (PostgreSQL's own cost of storing it: bench/record_instructions.sh);
 # and the functions whose cost on the worker differs most between on and off (V8's generated
@@ -78,6 +79,17 @@ thread_of() {
   echo "$best"
 }
 
+# workers DIR: the profiles in DIR of the worker threads (those that ran Gateway::handle). Each
+# worker warms its isolate and may serve some of the requests: counting them all keeps every
+# worker's start-up on both sides of a difference, which the busiest thread alone did not
+# (its figure moved by +-3k a request between runs).
+workers() { grep -l "Gateway::handle" "$1"/cg.*; }
+workers_total() {
+  local sum=0 file
+  for file in $(workers "$1"); do sum=$((sum + $(total "$file"))); done
+  echo "$sum"
+}
+
 per_request() { echo $((($2 - $1) / (N2 - N1))); }
 
 for variant in off on; do
@@ -93,12 +105,10 @@ functions() {
       sub(/^[^:]*:/, ""); print n "\t" $0 }'
 }
 
-declare -A worker=() worker_low=() worker_high=()
+declare -A worker=()
 for variant in off on; do
-  worker_low[$variant]=$(thread_of "$tmp/cg-$variant-$N1" "Gateway::handle")
-  worker_high[$variant]=$(thread_of "$tmp/cg-$variant-$N2" "Gateway::handle")
-  worker[$variant]=$(per_request "$(total "${worker_low[$variant]}")" \
-    "$(total "${worker_high[$variant]}")")
+  worker[$variant]=$(per_request "$(workers_total "$tmp/cg-$variant-$N1")" \
+    "$(workers_total "$tmp/cg-$variant-$N2")")
 done
 recorder=$(per_request "$(total "$(thread_of "$tmp/cg-on-$N1" "Recorder::run")")" \
   "$(total "$(thread_of "$tmp/cg-on-$N2" "Recorder::run")")")
@@ -114,8 +124,9 @@ echo
 echo "worker functions that differ most, per request (on - off; exclusive):"
 for variant in off on; do
   for count in low high; do
-    if [ "$count" = low ]; then file=${worker_low[$variant]}; else file=${worker_high[$variant]}; fi
-    functions "$file" >"$tmp/fn-$variant-$count.tsv"
+    n=$N1
+    [ "$count" = high ] && n=$N2
+    for file in $(workers "$tmp/cg-$variant-$n"); do functions "$file"; done >"$tmp/fn-$variant-$count.tsv"
   done
 done
 awk -F'\t' -v span=$((N2 - N1)) '
