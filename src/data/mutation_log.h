@@ -42,14 +42,14 @@
 // flux.install_capture_all(), flux.capture_ddl().
 //
 // Cost (PostgreSQL 15, bench/mutation_instructions.sh: instructions, which the machine's load
-// does not move): a request transaction that updates one row costs ~220-235k instructions
-// without the log and ~59k more with the C capture (+25%): ~12k firing the AFTER trigger and
-// writing old and new (the C capture writes row_to_json's text itself, with each table's column
-// types looked up once), ~21k inserting the row at COMMIT (two index entries ~13k, the heap
-// ~3.5k, nextval ~3.6k) and ~20k setting that insert up (opening the table and its indexes,
-// executor state). The row index keys on one bigint (flux.row_key) and is the primary key: the
-// earlier (schema, table, pk, id) text index and a separate key on id cost ~25k more. old/new
-// are stored as the captured json text and changed_columns compared on the
+// does not move): a request transaction that updates one row costs ~183k instructions without
+// the log and ~53k more with the C capture (+29%): ~11k firing the AFTER trigger and writing old
+// and new (the C capture writes row_to_json's text itself, with each table's column types looked
+// up once), ~22k inserting the row at COMMIT (two index entries ~14.5k of which the request
+// index ~10k, the heap ~3.5k, nextval ~3.6k) and the rest opening and locking the table and its
+// indexes, WAL and the commit. The row index keys on one bigint (flux.row_key) and is the
+// primary key: the earlier (schema, table, pk, id) text index and a separate key on id cost
+// ~25k more. old/new are stored as the captured json text and changed_columns compared on the
 // tuples: parsing both into jsonb and diffing them cost ~25 us more per single-row transaction.
 // No notice, no round trip. The plpgsql capture adds ~100-200 us: ~10 us a row in the trigger,
 // a notice per row (a socket flush that wakes the client) and kStoreCapturedSql, one more
